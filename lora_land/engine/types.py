@@ -1,0 +1,92 @@
+"""The engine's public vocabulary: requests, results, stream chunks and the `TextEngine` protocol.
+
+Plain dataclasses with no torch import, so the UI, the HTTP API, the evaluation runner and
+their tests can speak to the engine (or to a fake of it) without loading torch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+AdapterState = Literal["base", "hot", "warm", "cold"]
+FinishReason = Literal["eos", "stop", "length", "cancelled"]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt to complete. `adapter_id=None` means the bare base model."""
+
+    prompt: str
+    adapter_id: str | None = None  # a deployment adapter id, "<base>/<task>"
+    max_new_tokens: int = 256  # the report's default
+    temperature: float = 0.0  # 0 means greedy
+    top_p: float = 1.0
+    seed: int | None = None  # makes sampling reproducible
+    stop: tuple[str, ...] = ()  # stop sequences, not included in the output
+    truncate: Literal["error", "left"] = "error"  # past the context: refuse, or keep the tail
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    text: str
+    adapter_id: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason
+    ttft_s: float  # seconds from submission to the first generated token
+    total_s: float  # seconds from submission to the end
+    tokens_per_s: float  # completion tokens / decode time
+    adapter_state: AdapterState  # was the adapter resident (hot), in host memory (warm) or on disk (cold)
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    """A streamed step: `text` is everything so far; `result` is set on the last chunk only."""
+
+    delta: str
+    text: str
+    completion_tokens: int
+    result: GenerationResult | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None
+
+
+@dataclass
+class EngineStats:
+    """Counters for the adapter cache and the engine (see `TextEngine.stats`)."""
+
+    base_loads: int = 0  # how many times the base model was loaded (1 in normal life)
+    hits: dict[str, int] = field(default_factory=dict)  # per tier: "device", "host"
+    misses: int = 0  # loads from disk or the Hub
+    evictions: dict[str, int] = field(default_factory=dict)  # per tier
+    load_time_s: float = 0.0  # total time spent loading adapters
+    bytes_used: dict[str, int] = field(default_factory=dict)  # per tier
+    resident: list[str] = field(default_factory=list)  # adapter ids on the device tier
+    queue_depth: int = 0
+
+
+@runtime_checkable
+class TextEngine(Protocol):
+    """What the UI, the API and the evaluation runner need from an engine."""
+
+    base_name: str  # the deployment's base model name, e.g. "smollm2-135m-instruct"
+    context_length: int  # prompt + new tokens must fit in this many tokens
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]: ...
+
+    def stream(
+        self, request: GenerationRequest, cancel: threading.Event | None = None
+    ) -> Iterator[StreamChunk]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def adapter_state(self, adapter_id: str | None) -> AdapterState: ...
+
+    def served_adapters(self) -> list[str]: ...
+
+    def stats(self) -> EngineStats: ...
