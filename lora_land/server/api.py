@@ -1,0 +1,167 @@
+"""The HTTP API beside the Gradio app: LoRAX-style `/generate`, OpenAI-style `/completions`.
+
+Routes live under `/api/v1`. Requests name adapters by their public id (`<base>/<task>`),
+never by path; the engine resolves ids through the deployment. `UserError`s become JSON errors
+with the message verbatim (404 unknown adapter, 429 queue full, 400 otherwise). This module
+holds no model: it calls the `TextEngine` it is given.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from lora_land.engine.types import GenerationRequest, GenerationResult
+from lora_land.errors import QueueFullError, UnknownAdapterError, UserError
+
+if TYPE_CHECKING:
+    from lora_land.services import Services
+
+
+class Parameters(BaseModel):
+    adapter_id: str | None = None  # None: the bare base model
+    max_new_tokens: int = Field(default=256, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=5.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list, max_length=8)
+    details: bool = False
+
+
+class GenerateBody(BaseModel):
+    inputs: str
+    parameters: Parameters = Field(default_factory=Parameters)
+
+
+class CompletionBody(BaseModel):
+    model: str  # an adapter id, or the base model's name for no adapter
+    prompt: str
+    max_tokens: int = Field(default=256, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=5.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: list[str] | str | None = None
+
+
+def _details(result: GenerationResult) -> dict:
+    return {
+        "finish_reason": result.finish_reason,
+        "prompt_tokens": result.prompt_tokens,
+        "generated_tokens": result.completion_tokens,
+        "ttft_s": round(result.ttft_s, 4),
+        "total_s": round(result.total_s, 4),
+        "tokens_per_s": round(result.tokens_per_s, 2),
+        "adapter_state": result.adapter_state,
+    }
+
+
+def _to_request(services: Services, inputs: str, p: Parameters) -> GenerationRequest:
+    limit = services.settings.max_new_tokens_limit
+    if p.max_new_tokens > limit:
+        raise UserError(f"max_new_tokens is {p.max_new_tokens}; the limit is {limit}")
+    return GenerationRequest(
+        prompt=inputs, adapter_id=p.adapter_id or None, max_new_tokens=p.max_new_tokens,
+        temperature=p.temperature, top_p=p.top_p, seed=p.seed, stop=tuple(p.stop),
+    )
+
+
+def build_router(services: Services) -> APIRouter:
+    router = APIRouter(prefix="/api/v1")
+    engine = services.engine
+
+    @router.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @router.get("/info")
+    def info() -> dict:
+        dep = services.deployment
+        return {
+            "deployment": dep.name,
+            "base_model": dep.base.name,
+            "base_source": dep.base.source,
+            "context_length": engine.context_length,
+            "adapters": len(engine.served_adapters()),
+        }
+
+    @router.get("/adapters")
+    def adapters() -> list[dict]:
+        return [
+            {"id": a, "task": a.split("/", 1)[-1], "state": engine.adapter_state(a)}
+            for a in engine.served_adapters()
+        ]
+
+    @router.post("/generate")
+    def generate(body: GenerateBody) -> dict:
+        result = engine.generate([_to_request(services, body.inputs, body.parameters)])[0]
+        out: dict = {"generated_text": result.text}
+        if body.parameters.details:
+            out["details"] = _details(result)
+        return out
+
+    @router.post("/generate_stream")
+    def generate_stream(body: GenerateBody) -> StreamingResponse:
+        request = _to_request(services, body.inputs, body.parameters)
+
+        def events() -> Iterator[str]:
+            try:
+                for chunk in engine.stream(request):
+                    payload: dict = {"token": {"text": chunk.delta}}
+                    if chunk.result is not None:
+                        payload["generated_text"] = chunk.result.text
+                        payload["details"] = _details(chunk.result)
+                    yield f"data: {json.dumps(payload)}\n\n"
+            except UserError as e:  # after headers are sent: report in-band
+                yield f"data: {json.dumps({'error': str(e)})}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @router.post("/completions")
+    def completions(body: CompletionBody) -> dict:
+        adapter = None if body.model in (services.deployment.base.name, "") else body.model
+        stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+        params = Parameters(
+            adapter_id=adapter, max_new_tokens=body.max_tokens, temperature=body.temperature,
+            top_p=body.top_p, seed=body.seed, stop=stop,
+        )
+        result = engine.generate([_to_request(services, body.prompt, params)])[0]
+        finish = "length" if result.finish_reason == "length" else "stop"
+        return {
+            "id": f"cmpl-{uuid.uuid4().hex[:24]}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body.model,
+            "choices": [{"index": 0, "text": result.text, "finish_reason": finish,
+                         "logprobs": None}],
+            "usage": {
+                "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens,
+                "total_tokens": result.prompt_tokens + result.completion_tokens,
+            },
+        }
+
+    return router
+
+
+def _error_response(request: Request, exc: Exception) -> JSONResponse:
+    status = 400
+    headers = {}
+    if isinstance(exc, UnknownAdapterError):
+        status = 404
+    elif isinstance(exc, QueueFullError):
+        status, headers = 429, {"Retry-After": "1"}
+    body = {"error": {"message": str(exc), "type": type(exc).__name__}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install_api(app: FastAPI, services: Services) -> None:
+    """Add the API routes and the user-error handler to `app`."""
+    app.include_router(build_router(services))
+    app.add_exception_handler(UserError, _error_response)
