@@ -120,7 +120,7 @@ def test_unconfigured_client_says_how_to_configure_and_replays_cache(server, tmp
     )
     assert not offline.configured
     assert offline.complete(PROMPT).text == "1"
-    with pytest.raises(ReferenceUnavailableError, match="not configured.*OPENAI_API_KEY"):
+    with pytest.raises(ReferenceUnavailableError, match=r"not configured.*OPENAI_API_KEY"):
         offline.complete("another prompt")
 
 
