@@ -1,0 +1,123 @@
+"""The catalog's records: tasks, base models, adapters and "measured here" rows.
+
+Plain frozen dataclasses, built and validated by `lora_land.catalog.loader`. They hold the
+LoRA Land report's facts as read from `leaderboards/`; they do not read files, run models
+or know about the UI.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from lora_land.errors import PromptError
+
+
+def template_fields(template: str) -> tuple[str, ...]:
+    """The `str.format` placeholders of `template`, in order of first appearance."""
+    seen: list[str] = []
+    for _, name, _, _ in string.Formatter().parse(template):
+        if name is not None and name not in seen:
+            seen.append(name)
+    return tuple(seen)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One of the 31 tasks of the study, with its exact prompt template."""
+
+    name: str  # short id, e.g. "glue_sst2"
+    category: str  # the report's category, e.g. "Reasoning"
+    ui_name: str  # the web app's display name
+    ui_category: str  # the web app's grouping
+    description: str
+    dataset_link: str
+    metric: str  # the metric as printed in the report ("rouge", "accuracy", "mae"...)
+    metric_fn: str  # the evaluation function's name (see lora_land.evaluation.metrics)
+    higher_is_better: bool
+    prompt_template: str  # exact; `{{`/`}}` are str.format escapes
+    fields: tuple[str, ...]  # placeholders of the template, in order
+    target_col: str  # dataset column holding the expected answer
+    eval_split: str  # split the report evaluated on ("test", "validation", "(human_eval)")
+    num_examples: Mapping[str, int | None]  # split -> example count (None: no such split)
+    hf_adapter_id: str | None  # public Hub adapter (trained on Mistral-7B-v0.1), if known
+    template_note: str | None  # oddities of the template, kept visible
+    gpt4: float  # GPT-4's score on this task (Table 12)
+    gpt35: float  # GPT-3.5-Turbo's score on this task (Table 12)
+    metric_note: str | None = None  # why the metric direction differs from its label, if so
+    eval_prompt_template: str | None = None  # a different template used for evaluation, if any
+
+    def render(self, values: Mapping[str, str]) -> str:
+        """Fill the exact template; a missing or blank field raises `PromptError`."""
+        missing = [f for f in self.fields if f not in values]
+        if missing:
+            raise PromptError(
+                f"task {self.name!r} needs field(s) {missing}; expected {list(self.fields)}"
+            )
+        blank = [f for f in self.fields if not str(values[f]).strip()]
+        if blank:
+            raise PromptError(f"task {self.name!r}: field(s) {blank} must not be empty")
+        return self.prompt_template.format(**{f: str(values[f]) for f in self.fields})
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """One of the 10 base models of the study (Table 2)."""
+
+    name: str  # short id used in adapter ids, e.g. "mistral-7b"
+    display_name: str  # as printed in the report, e.g. "Mistral-7b-v0.1"
+    creator: str
+    params: str  # size as printed, e.g. "7.24B"
+    hf_id: str  # Hub repository
+    is_instruct: bool
+
+
+@dataclass(frozen=True)
+class AdapterEntry:
+    """One of the 310 fine-tunes: `<base>/<task>` with its Table 12 scores."""
+
+    id: str  # "<base>/<task>"
+    base: str
+    task: str
+    finetuned: float  # the LoRA fine-tuned score
+    base_score: float  # the base model's score without the adapter
+    lift: float  # finetuned - base_score, as printed in the report
+    gpt4: float
+    gpt35: float
+    hf_adapter_id: str | None  # public Hub adapter for this exact pair, if known
+
+    @property
+    def beats_gpt4(self) -> bool:
+        """Strictly better than GPT-4 on this task (every metric here is higher-is-better)."""
+        return self.finetuned > self.gpt4
+
+
+@dataclass(frozen=True)
+class MeasuredRow:
+    """A score measured by this project (`leaderboards/measured_here.csv`)."""
+
+    date: str
+    task: str
+    base_model: str  # e.g. "smollm2-135m-instruct" (not necessarily one of the 10)
+    adapter: str  # adapter id; "" for the bare base model
+    metric: str
+    score: float
+    n: int  # examples evaluated
+    data: str  # evaluated file, relative to the workspace
+    model: str  # the base's Hub id
+
+
+@dataclass(frozen=True)
+class HeadlineStats:
+    """The study's headline numbers, computed from Table 12 (never typed in)."""
+
+    n_adapters: int
+    mean_lift: float  # mean of the 310 printed lifts
+    abstract_lift_claim: float  # what the abstract states, for comparison
+    mean_best_vs_gpt4: float  # mean over tasks of (best fine-tuned - GPT-4)
+    gpt4_ahead_tasks: tuple[str, ...]  # tasks where no fine-tune exceeds GPT-4
+    tasks_best_beats_gpt4: int  # tasks where the best fine-tune beats GPT-4
+    n_beat_gpt4: int  # (base, task) pairs whose fine-tune beats GPT-4
+    best_base: str  # base with the highest mean fine-tuned score
+    best_base_mean: float
