@@ -1,0 +1,107 @@
+"""Model cards for trained adapters: README.md built from the run's `training_summary.json`.
+
+The card says what the adapter is for (task, base, data, recipe, final loss) and, once the
+evaluation runner has measured it, its score next to the bare base's. This module writes
+text; it imports no torch and trains nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lora_land.config import PROJECT_ROOT
+
+SUMMARY_FILE = "training_summary.json"
+
+
+def display_path(path: str | Path) -> str:
+    """A path relative to the directory above the repo (e.g. `shared/data/...`) when possible."""
+    p = Path(path).resolve()
+    for root in (PROJECT_ROOT, PROJECT_ROOT.parent):
+        if p.is_relative_to(root):
+            return str(p.relative_to(root))
+    return str(path)
+
+
+def read_summary(adapter_dir: Path) -> dict:
+    path = Path(adapter_dir) / SUMMARY_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def record_eval(adapter_dir: Path, result: dict) -> None:
+    """Store an evaluation result (metric, score, n, data, base_score...) and refresh the card."""
+    summary = read_summary(adapter_dir)
+    if not summary:
+        return  # not an adapter this project trained: leave its card alone
+    summary["eval"] = result
+    (Path(adapter_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    write_model_card(adapter_dir)
+
+
+def _eval_lines(ev: dict | None) -> list[str]:
+    if not ev:
+        return [
+            "Not evaluated yet: run `lora-land evaluate --task TASK --base BASE "
+            "--adapter BASE/TASK --data FILE.jsonl`."
+        ]
+    lines = [
+        f"| metric | `{ev['metric']}` |",
+        "|---|---|",
+        f"| this adapter | **{ev['score']:.3f}** on {ev['n']} rows |",
+    ]
+    if ev.get("base_score") is not None:
+        lines.append(f"| bare base model | {ev['base_score']:.3f} on the same rows |")
+    lines += [
+        f"| data | `{ev['data']}` |",
+        f"| measured | {ev['date']} |",
+        "",
+        "Greedy decoding, at most 256 new tokens, the report's metric for the task.",
+    ]
+    return lines
+
+
+def write_model_card(adapter_dir: Path) -> Path:
+    """Write README.md from the summary (front matter in the Hub's model-card format)."""
+    s = read_summary(adapter_dir)
+    task, hub_id = s["task"], s.get("base_hub_id", s["base"])
+    text = "\n".join(
+        [
+            "---",
+            f"base_model: {hub_id}",
+            "library_name: peft",
+            "pipeline_tag: text-generation",
+            f"tags: [lora, lora-land, {task}]",
+            "---",
+            "",
+            f"# LoRA Land mini zoo: `{task}` on {s.get('base_name', s['base'])}",
+            "",
+            f"A rank-{s['rank']} LoRA adapter for the LoRA Land task `{task}` (arXiv 2405.00732), "
+            f"trained by this project on `{hub_id}` with `lora-land train`.",
+            "",
+            "## Training",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| task | `{task}` |",
+            f"| base | `{hub_id}` |",
+            f"| data | `{display_path(s['data'])}` ({s.get('n_rows', '?')} rows) |",
+            f"| LoRA | r={s['rank']}, alpha={s['alpha']}, dropout={s['dropout']}, "
+            f"modules {', '.join(s['target_modules'])} |",
+            f"| steps | {s['steps']} x batch {s['batch_size']}, max {s['max_seq_len']} tokens |",
+            f"| learning rate | {s['lr']} peak, cosine, {s['warmup_frac']:.0%} warmup |",
+            f"| loss | {s.get('first_loss', float('nan')):.4f} first step, "
+            f"{s['final_loss']:.4f} final (mean of the last 10% of steps) |",
+            "",
+            "Completion style as in the report: the task's exact prompt template filled with the",
+            "row's fields, then the target, then EOS; the loss counts the target and EOS only.",
+            "",
+            "## Evaluation",
+            "",
+            *_eval_lines(s.get("eval")),
+            "",
+        ]
+    )
+    path = Path(adapter_dir) / "README.md"
+    path.write_text(text)
+    return path
