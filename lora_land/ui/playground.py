@@ -1,0 +1,238 @@
+"""The Playground tab: pick a base and a task adapter, fill the prompt, run, compare panes.
+
+Layout and wiring only. What is shown comes from `playground_view` (pickers, details, token
+count) and `playground_run` (the three streamed panes); the handlers below are plain
+functions of their inputs, so tests call them without a browser. Per-user data (the chosen
+example, the Stop event of the current run) lives in `gr.State`, never in module globals.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+
+from lora_land.errors import PromptError
+from lora_land.examples import ExampleLibrary
+from lora_land.ui import playground_view as view
+from lora_land.ui.playground_run import PANES, Pane, plan_run, run_panes
+
+if TYPE_CHECKING:
+    from lora_land.services import Services
+
+PANE_TITLES = {
+    "finetuned": "Fine-tuned (base + adapter)",
+    "base": "Base model (no adapter)",
+    "reference": "GPT-4 reference",
+}
+DEFAULT_NEW_TOKENS = 256
+
+
+def _field_updates(task, values: list[str] | None = None) -> list[dict]:
+    values = values or [""] * len(task.fields)
+    updates = []
+    for i in range(view.MAX_FIELDS):
+        if i < len(task.fields):
+            updates.append(gr.update(visible=True, label=task.fields[i], value=values[i]))
+        else:
+            updates.append(gr.update(visible=False, value=""))
+    return updates
+
+
+def _chips(library: ExampleLibrary, task) -> tuple[Any, str]:
+    found = library.for_task(task)
+    note = ", ".join(sorted({e.source for e in found})) or "no examples for this task"
+    return gr.Dataset(samples=[[e.label] for e in found]), f"Examples: {note}"
+
+
+def on_task(services: Services, library: ExampleLibrary, base: str, task_name: str, new: int):
+    """Everything that follows the task choice: details, template, fields, chips, counts."""
+    task = services.catalog.tasks[task_name]
+    chips, note = _chips(library, task)
+    return (
+        view.details_markdown(services, base, task_name),
+        task.prompt_template,
+        *_field_updates(task),
+        chips,
+        note,
+        view.token_count_markdown(services, task_name, [], new),
+        "",
+        {"example": None},
+    )
+
+
+def on_picker(
+    services: Services, library: ExampleLibrary, base: str, category: str, task: str, new: int
+):
+    """Base or category changed: new task choices (keeping the task when it still fits)."""
+    choices = view.task_choices(services, base, category)
+    names = [name for _, name in choices]
+    task = task if task in names else names[0]
+    return (gr.update(choices=choices, value=task), *on_task(services, library, base, task, new))
+
+
+def on_example(services: Services, library: ExampleLibrary, task_name: str, index: int, new: int):
+    """A chip was clicked: fill the fields and remember the example (and its gold answer)."""
+    task = services.catalog.tasks[task_name]
+    example = library.for_task(task)[int(index)]
+    values = [example.values[f] for f in task.fields]
+    gold = f"**Gold answer:** `{example.target}`" if example.target is not None else ""
+    chosen = {"values": example.values, "target": example.target, "row": example.row}
+    return (
+        *_field_updates(task, values),
+        view.token_count_markdown(services, task_name, values, new),
+        gold,
+        {"example": chosen},
+    )
+
+
+def pane_outputs(panes: dict[str, Pane], metric: str) -> list[str]:
+    out: list[str] = []
+    for key in PANES:
+        out += [panes[key].text, panes[key].stats_markdown(metric)]
+    return out
+
+
+def new_cancel_event() -> threading.Event:
+    return threading.Event()
+
+
+def stop_run(cancel: threading.Event | None) -> None:
+    if cancel is not None:
+        cancel.set()
+
+
+def run(
+    services: Services,
+    base: str,
+    task_name: str,
+    new: int,
+    session: dict | None,
+    cancel: threading.Event | None,
+    *values: str,
+) -> Iterator[list[str]]:
+    """The Run button: yields the three panes (text, stats) and the gold line as they fill."""
+    cancel = cancel or threading.Event()
+    metric = services.catalog.tasks[task_name].metric
+    example = (session or {}).get("example")
+    try:
+        plan = plan_run(services, base, task_name, list(values), int(new), example)
+    except PromptError as e:
+        yield [*pane_outputs(dict.fromkeys(PANES, Pane(note=f"⚠ {e}")), metric), ""]
+        return
+    gold = f"**Gold answer:** `{plan.gold}`" if plan.gold is not None else ""
+    try:
+        for panes in run_panes(services, plan, cancel):
+            yield [*pane_outputs(panes, metric), gold]
+    finally:
+        cancel.set()  # a closed generator (Stop, page closed) stops the engine too
+
+
+def build_playground_tab(services: Services, examples: ExampleLibrary | None = None) -> None:
+    """Build the tab inside the caller's Blocks/Tab context."""
+    library = examples or ExampleLibrary.from_settings(services.settings)
+    base0 = view.served_base(services)
+    task0 = view.default_task(services, base0, view.ALL)
+    task = services.catalog.tasks[task0]
+    session = gr.State({"example": None})  # per user: the chosen example and its gold answer
+    cancel = gr.State(None)  # per user: the threading.Event that stops the current run
+    with gr.Row():
+        base_dd = gr.Dropdown(
+            [(c.label, c.name) for c in view.base_choices(services)],
+            value=base0,
+            label="Base model",
+            elem_id="pg-base",
+        )
+        cat_dd = gr.Dropdown(
+            view.categories(services), value=view.ALL, label="Category", elem_id="pg-category"
+        )
+        task_dd = gr.Dropdown(
+            view.task_choices(services, base0, view.ALL),
+            value=task0,
+            label="Task adapter",
+            elem_id="pg-task",
+        )
+    details = gr.Markdown(view.details_markdown(services, base0, task0), elem_id="pg-details")
+    with gr.Row():
+        with gr.Column():
+            chips = gr.Dataset(
+                components=["textbox"],
+                samples=[[e.label] for e in library.for_task(task)],
+                type="index",
+                label="Example prompts",
+                elem_id="pg-examples",
+            )
+            chips_note = gr.Markdown(_chips(library, task)[1])
+            fields = [
+                gr.Textbox(lines=2, elem_id=f"pg-field-{i}", **_field_kwargs(task, i))
+                for i in range(view.MAX_FIELDS)
+            ]
+            tokens = gr.Markdown(
+                view.token_count_markdown(services, task0, [], DEFAULT_NEW_TOKENS),
+                elem_id="pg-tokens",
+            )
+            limit = services.settings.max_new_tokens_limit
+            new = gr.Slider(
+                1,
+                limit,
+                value=min(DEFAULT_NEW_TOKENS, limit),
+                step=1,
+                label="Max new tokens",
+                elem_id="pg-max-new",
+            )
+            with gr.Row():
+                run_btn = gr.Button("Run", variant="primary", elem_id="pg-run")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="pg-stop")
+        with gr.Column():
+            template = gr.Textbox(
+                task.prompt_template,
+                lines=14,
+                interactive=False,
+                label="Prompt template (read-only)",
+                elem_id="pg-template",
+            )
+    gold = gr.Markdown(elem_id="pg-gold")
+    outputs = []
+    with gr.Row(equal_height=True):
+        for key in PANES:
+            with gr.Column():
+                gr.Markdown(f"#### {PANE_TITLES[key]}")
+                outputs.append(
+                    gr.Textbox(
+                        lines=8, interactive=False, show_label=False, elem_id=f"pg-{key}-text"
+                    )
+                )
+                outputs.append(gr.Markdown(elem_id=f"pg-{key}-stats"))
+
+    task_outputs = [details, template, *fields, chips, chips_note, tokens, gold, session]
+    picker_inputs = [base_dd, cat_dd, task_dd, new]
+    for picker in (base_dd, cat_dd):
+        picker.input(partial(on_picker, services, library), picker_inputs, [task_dd, *task_outputs])
+    task_dd.input(partial(on_task, services, library), [base_dd, task_dd, new], task_outputs)
+    chips.click(
+        partial(on_example, services, library),
+        [task_dd, chips, new],
+        [*fields, tokens, gold, session],
+    )
+    count = partial(_count, services)
+    for box in [*fields, new]:
+        box.input(count, [task_dd, new, *fields], tokens)
+    started = run_btn.click(new_cancel_event, None, cancel).then(
+        partial(run, services),
+        [base_dd, task_dd, new, session, cancel, *fields],
+        [*outputs, gold],
+    )
+    stop_btn.click(stop_run, cancel, None, cancels=[started])
+
+
+def _field_kwargs(task, i: int) -> dict:
+    if i < len(task.fields):
+        return {"label": task.fields[i], "visible": True}
+    return {"label": f"field {i + 1}", "visible": False}
+
+
+def _count(services: Services, task_name: str, new: int, *values: str) -> str:
+    return view.token_count_markdown(services, task_name, list(values), new)
