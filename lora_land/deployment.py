@@ -110,7 +110,9 @@ def _catalog_hub_adapters(base_name: str, settings: Settings, pinned: set[str]) 
         if task.hf_adapter_id:
             adapter_id = f"{base_name}/{task.name}"
             found[adapter_id] = AdapterSource(
-                id=adapter_id, task=task.name, repo=task.hf_adapter_id,
+                id=adapter_id,
+                task=task.name,
+                repo=task.hf_adapter_id,
                 pinned=task.name in pinned,
             )
     return found
@@ -153,12 +155,16 @@ def load_deployment(settings: Settings) -> Deployment:
         adapter_id = entry.get("id") or f"{base.name}/{task}"
         local = entry.get("path")
         adapters[adapter_id] = AdapterSource(
-            id=adapter_id, task=task,
+            id=adapter_id,
+            task=task,
             path=(PROJECT_ROOT / local) if local else None,
-            repo=entry.get("repo"), revision=entry.get("revision"),
+            repo=entry.get("repo"),
+            revision=entry.get("revision"),
             pinned=bool(entry.get("pinned")) or task in pinned,
         )
     return Deployment(
-        name=raw.get("name", path.stem), base=base, adapters=adapters,
+        name=raw.get("name", path.stem),
+        base=base,
+        adapters=adapters,
         allow_arbitrary=settings.allow_arbitrary_adapters,
     )

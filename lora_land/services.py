@@ -39,7 +39,10 @@ def build_services(settings: Settings) -> Services:
     deployment = load_deployment(settings)
     log.info(
         "deployment %s: base %s (%s), %d adapters",
-        deployment.name, deployment.base.name, deployment.base.source, len(deployment.adapters),
+        deployment.name,
+        deployment.base.name,
+        deployment.base.source,
+        len(deployment.adapters),
     )
     engine = Engine.from_settings(settings, deployment)
     reference = ReferenceClient.from_settings(settings)

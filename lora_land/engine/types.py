@@ -39,7 +39,8 @@ class GenerationResult:
     ttft_s: float  # seconds from submission to the first generated token
     total_s: float  # seconds from submission to the end
     tokens_per_s: float  # completion tokens / decode time
-    adapter_state: AdapterState  # was the adapter resident (hot), in host memory (warm) or on disk (cold)
+    # where the adapter was when the request came: resident (hot), host memory (warm), disk (cold)
+    adapter_state: AdapterState
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,12 @@ if TYPE_CHECKING:
     from lora_land.services import Services
 
 
+DEFAULT_NEW_TOKENS = 256  # the report's max_new_tokens
+
+
 class Parameters(BaseModel):
     adapter_id: str | None = None  # None: the bare base model
-    max_new_tokens: int = Field(default=256, ge=1)
+    max_new_tokens: int | None = Field(default=None, ge=1)  # None: 256, or the limit if lower
     temperature: float = Field(default=0.0, ge=0.0, le=5.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     seed: int | None = None
@@ -43,7 +46,7 @@ class GenerateBody(BaseModel):
 class CompletionBody(BaseModel):
     model: str  # an adapter id, or the base model's name for no adapter
     prompt: str
-    max_tokens: int = Field(default=256, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=0.0, ge=0.0, le=5.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     seed: int | None = None
@@ -64,11 +67,17 @@ def _details(result: GenerationResult) -> dict:
 
 def _to_request(services: Services, inputs: str, p: Parameters) -> GenerationRequest:
     limit = services.settings.max_new_tokens_limit
-    if p.max_new_tokens > limit:
-        raise UserError(f"max_new_tokens is {p.max_new_tokens}; the limit is {limit}")
+    max_new = p.max_new_tokens if p.max_new_tokens is not None else min(DEFAULT_NEW_TOKENS, limit)
+    if max_new > limit:
+        raise UserError(f"max_new_tokens is {max_new}; the limit is {limit}")
     return GenerationRequest(
-        prompt=inputs, adapter_id=p.adapter_id or None, max_new_tokens=p.max_new_tokens,
-        temperature=p.temperature, top_p=p.top_p, seed=p.seed, stop=tuple(p.stop),
+        prompt=inputs,
+        adapter_id=p.adapter_id or None,
+        max_new_tokens=max_new,
+        temperature=p.temperature,
+        top_p=p.top_p,
+        seed=p.seed,
+        stop=tuple(p.stop),
     )
 
 
@@ -128,8 +137,12 @@ def build_router(services: Services) -> APIRouter:
         adapter = None if body.model in (services.deployment.base.name, "") else body.model
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         params = Parameters(
-            adapter_id=adapter, max_new_tokens=body.max_tokens, temperature=body.temperature,
-            top_p=body.top_p, seed=body.seed, stop=stop,
+            adapter_id=adapter,
+            max_new_tokens=body.max_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=body.seed,
+            stop=stop,
         )
         result = engine.generate([_to_request(services, body.prompt, params)])[0]
         finish = "length" if result.finish_reason == "length" else "stop"
@@ -138,8 +151,9 @@ def build_router(services: Services) -> APIRouter:
             "object": "text_completion",
             "created": int(time.time()),
             "model": body.model,
-            "choices": [{"index": 0, "text": result.text, "finish_reason": finish,
-                         "logprobs": None}],
+            "choices": [
+                {"index": 0, "text": result.text, "finish_reason": finish, "logprobs": None}
+            ],
             "usage": {
                 "prompt_tokens": result.prompt_tokens,
                 "completion_tokens": result.completion_tokens,

@@ -48,8 +48,8 @@ def _serving_markdown(services: Services) -> str:
         "",
         "### HTTP API",
         "- `GET /api/v1/health`, `GET /api/v1/info`, `GET /api/v1/adapters`",
-        "- `POST /api/v1/generate` — `{\"inputs\": ..., \"parameters\": {\"adapter_id\": ..., "
-        "\"max_new_tokens\": ...}}` (LoRAX-style)",
+        '- `POST /api/v1/generate` — `{"inputs": ..., "parameters": {"adapter_id": ..., '
+        '"max_new_tokens": ...}}` (LoRAX-style)',
         "- `POST /api/v1/completions` — OpenAI-compatible, `model` = adapter id "
         "(or the base model name)",
     ]
