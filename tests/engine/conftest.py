@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from engine_helpers import make_peft_adapter, save_tiny_base
+
+from tests.engine.engine_helpers import make_peft_adapter, save_tiny_base
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import deployment_for, engine_settings
 
 from lora_land.engine.engine import Engine
 from lora_land.engine.types import GenerationRequest
+from tests.engine.engine_helpers import deployment_for, engine_settings
 
 PROMPTS = [
     "Classify the sentiment: the film was a delight.",
