@@ -101,6 +101,12 @@ class Settings:
     openai_timeout_s: float = 30.0
     # JSONL of recorded reference outputs to pre-fill the cache with
     reference_recordings: Path | None = None
+    # hand generation to an existing multi-LoRA server (LoRAX or vLLM) at this URL
+    remote_url: str | None = None
+    # its wire protocol: "lorax" (/generate_stream) or "openai" (/completions, e.g. vLLM)
+    remote_protocol: str = "lorax"
+    # its API key, if it needs one; never shown, never logged
+    remote_api_key: str | None = field(default=None, repr=False)
     # interface the app binds to
     host: str = "127.0.0.1"
     # port the app binds to
@@ -148,6 +154,9 @@ class Settings:
             openai_model=_env("LORA_LAND_REFERENCE_MODEL", base.openai_model),
             openai_timeout_s=_env_float("LORA_LAND_REFERENCE_TIMEOUT", base.openai_timeout_s),
             reference_recordings=Path(recordings) if recordings else None,
+            remote_url=_env("LORA_LAND_REMOTE_URL"),
+            remote_protocol=_env("LORA_LAND_REMOTE_PROTOCOL", base.remote_protocol),
+            remote_api_key=_env("LORA_LAND_REMOTE_API_KEY"),
             host=_env("LORA_LAND_HOST", base.host),
             port=_env_int("LORA_LAND_PORT", base.port),
         )

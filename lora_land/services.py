@@ -31,8 +31,11 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    """The real thing: catalog, deployment, engine on a real model, reference client."""
-    from lora_land.engine.engine import Engine  # torch is imported only here
+    """The real thing: catalog, deployment, engine on a real model, reference client.
+
+    With `settings.remote_url` the engine is a `RemoteEngine` handing generation to an
+    existing LoRAX or vLLM server; otherwise our own engine loads the base model here.
+    """
     from lora_land.reference import ReferenceClient
 
     catalog = load_catalog(settings.leaderboards_dir)
@@ -44,6 +47,19 @@ def build_services(settings: Settings) -> Services:
         deployment.base.source,
         len(deployment.adapters),
     )
-    engine = Engine.from_settings(settings, deployment)
+    engine: TextEngine
+    if settings.remote_url:
+        from lora_land.engine.remote import RemoteEngine
+
+        engine = RemoteEngine(
+            deployment,
+            settings.remote_url,
+            protocol=settings.remote_protocol,  # type: ignore[arg-type]
+            api_key=settings.remote_api_key,
+        )
+    else:
+        from lora_land.engine.engine import Engine  # torch is imported only here
+
+        engine = Engine.from_settings(settings, deployment)
     reference = ReferenceClient.from_settings(settings)
     return Services(settings, catalog, deployment, engine, reference)

@@ -8,6 +8,7 @@ holds no model: it calls the `TextEngine` it is given.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -18,7 +19,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from lora_land.engine.types import GenerationRequest, GenerationResult
+from lora_land.engine.types import GenerationRequest, GenerationResult, StreamChunk
 from lora_land.errors import QueueFullError, UnknownAdapterError, UserError
 
 if TYPE_CHECKING:
@@ -51,11 +52,21 @@ class CompletionBody(BaseModel):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     seed: int | None = None
     stop: list[str] | str | None = None
+    stream: bool = False
+    stream_options: dict | None = None  # {"include_usage": true} adds a usage event
+
+
+class TokenizeBody(BaseModel):
+    inputs: str
+
+
+# our finish reasons in LoRAX's vocabulary (so LoRAX clients, and RemoteEngine, read them)
+_LORAX_FINISH = {"eos": "eos_token", "stop": "stop_sequence", "length": "length"}
 
 
 def _details(result: GenerationResult) -> dict:
     return {
-        "finish_reason": result.finish_reason,
+        "finish_reason": _LORAX_FINISH.get(result.finish_reason, result.finish_reason),
         "prompt_tokens": result.prompt_tokens,
         "generated_tokens": result.completion_tokens,
         "ttft_s": round(result.ttft_s, 4),
@@ -117,11 +128,11 @@ def build_router(services: Services) -> APIRouter:
 
     @router.post("/generate_stream")
     def generate_stream(body: GenerateBody) -> StreamingResponse:
-        request = _to_request(services, body.inputs, body.parameters)
+        chunks = _primed(engine.stream(_to_request(services, body.inputs, body.parameters)))
 
         def events() -> Iterator[str]:
             try:
-                for chunk in engine.stream(request):
+                for chunk in chunks:
                     payload: dict = {"token": {"text": chunk.delta}}
                     if chunk.result is not None:
                         payload["generated_text"] = chunk.result.text
@@ -144,24 +155,69 @@ def build_router(services: Services) -> APIRouter:
             seed=body.seed,
             stop=stop,
         )
-        result = engine.generate([_to_request(services, body.prompt, params)])[0]
-        finish = "length" if result.finish_reason == "length" else "stop"
-        return {
+        request = _to_request(services, body.prompt, params)
+        envelope = {
             "id": f"cmpl-{uuid.uuid4().hex[:24]}",
             "object": "text_completion",
             "created": int(time.time()),
             "model": body.model,
-            "choices": [
-                {"index": 0, "text": result.text, "finish_reason": finish, "logprobs": None}
-            ],
-            "usage": {
-                "prompt_tokens": result.prompt_tokens,
-                "completion_tokens": result.completion_tokens,
-                "total_tokens": result.prompt_tokens + result.completion_tokens,
-            },
+        }
+        if body.stream:
+            with_usage = bool((body.stream_options or {}).get("include_usage"))
+            return StreamingResponse(
+                _completion_events(_primed(engine.stream(request)), envelope, with_usage),
+                media_type="text/event-stream",
+            )
+        result = engine.generate([request])[0]
+        return envelope | {
+            "choices": [_choice(result.text, result.finish_reason)],
+            "usage": _usage(result),
         }
 
+    @router.post("/tokenize")
+    def tokenize(body: TokenizeBody) -> list[dict]:
+        """LoRAX-style: one entry per token (ids are not exposed by every engine)."""
+        return [{"index": i} for i in range(engine.count_tokens(body.inputs))]
+
     return router
+
+
+def _choice(text: str, finish_reason: str | None) -> dict:
+    finish = None if finish_reason is None else "length" if finish_reason == "length" else "stop"
+    return {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+
+
+def _usage(result: GenerationResult) -> dict:
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+    }
+
+
+def _primed(chunks: Iterator[StreamChunk]) -> Iterator[StreamChunk]:
+    """Start the stream now, so a refusal (unknown adapter, full queue) becomes an HTTP
+    status before any header is sent; later failures are reported in-band."""
+    first = next(chunks)
+    return itertools.chain([first], chunks)
+
+
+def _completion_events(
+    chunks: Iterator[StreamChunk], envelope: dict, with_usage: bool
+) -> Iterator[str]:
+    """OpenAI's streamed completion: one event per token, a final one, then [DONE]."""
+    try:
+        for chunk in chunks:
+            if chunk.result is None:
+                event = envelope | {"choices": [_choice(chunk.delta, None)]}
+            else:
+                event = envelope | {"choices": [_choice("", chunk.result.finish_reason)]}
+                if with_usage:
+                    event["usage"] = _usage(chunk.result)
+            yield f"data: {json.dumps(event)}\n\n"
+    except UserError as e:
+        yield f"data: {json.dumps({'error': {'message': str(e)}})}\n\n"
+    yield "data: [DONE]\n\n"
 
 
 def _error_response(request: Request, exc: Exception) -> JSONResponse:
