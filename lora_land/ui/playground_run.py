@@ -175,6 +175,8 @@ def _apply(pane: Pane, item: object) -> Pane:
             return replace(pane, text=item.text, tokens=item.completion_tokens)
         r = item.result
         note = "Stopped." if r.finish_reason == "cancelled" else ""
+        if not note and r.completion_tokens == 0:
+            note = "The model ended its answer at once (end of sequence): an empty answer."
         extra = f"adapter was {r.adapter_state}" if r.adapter_id else ""
         return replace(
             pane,
@@ -207,7 +209,7 @@ def _apply(pane: Pane, item: object) -> Pane:
 
 
 def _score(pane: Pane, plan: RunPlan) -> Pane:
-    if plan.gold is None or not pane.text or pane.note.startswith("⚠"):
+    if plan.gold is None or pane.note.startswith("⚠") or pane.note == "Stopped.":
         return pane
     from lora_land.evaluation.metrics import get_metric
 
