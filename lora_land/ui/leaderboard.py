@@ -90,18 +90,17 @@ def leaderboard_view(
     table = frame[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
     table[TROPHY] = table[TROPHY].map({True: TROPHY, False: ""})
     styler = table.style.hide(axis="index").format("{:.3f}", subset=SCORE_HEADERS)
-    styler = styler.map(lambda v: "color:#047857;font-weight:600" if v else "", subset=[TROPHY])
-    styler = styler.apply(_colour_row, axis=1)
+    styler = styler.apply(_cell_styles, axis=None)
     return styler, _summary(frame)
 
 
-def _colour_row(row: pd.Series) -> list[str]:
-    styles = [""] * len(row)
-    columns = list(row.index)
-    if row[TROPHY]:
-        styles[columns.index("Fine-tuned")] = "background-color:#d1fae5;font-weight:600"
-    if row["Lift"] < 0:
-        styles[columns.index("Lift")] = "color:#b91c1c"
+def _cell_styles(table: pd.DataFrame) -> pd.DataFrame:
+    """CSS per cell, computed for the whole table at once (one call, no per-row Python)."""
+    styles = pd.DataFrame("", index=table.index, columns=table.columns)
+    beats = table[TROPHY] != ""
+    styles.loc[beats, TROPHY] = "color:#047857;font-weight:600"
+    styles.loc[beats, "Fine-tuned"] = "background-color:#d1fae5;font-weight:600"
+    styles.loc[table["Lift"] < 0, "Lift"] = "color:#b91c1c"
     return styles
 
 
