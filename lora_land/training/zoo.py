@@ -21,15 +21,15 @@ TRAIN_DIR = PROJECT_ROOT.parent / "shared" / "data" / "samples" / "train"
 # learn, shortest prompts first so the cheapest adapters land first.
 ZOO_TASKS: dict[str, tuple[int, int]] = {
     "glue_sst2": (100, 256),
-    "glue_cola": (100, 256),
-    "glue_qnli": (100, 256),
-    "glue_mrpc": (100, 256),
-    "glue_stsb": (100, 256),
-    "winogrande": (100, 256),
-    "arc_combined": (100, 256),
-    "covid": (100, 256),
-    "boolq": (100, 256),
-    "glue_wnli": (100, 256),
+    "glue_cola": (80, 256),
+    "glue_qnli": (80, 256),
+    "glue_mrpc": (80, 256),
+    "glue_stsb": (80, 256),
+    "winogrande": (80, 256),
+    "arc_combined": (80, 256),
+    "covid": (80, 256),
+    "boolq": (80, 256),
+    "glue_wnli": (80, 256),
 }
 
 
@@ -54,11 +54,10 @@ def is_trained(config) -> bool:
     return done and all(summary.get(k) == v for k, v in config.fingerprint().items())
 
 
-def main(argv: list[str] | None = None) -> None:
+def train_zoo(tasks: list[str]) -> None:
+    """Train each task's adapter in turn (skip the trained, resume the interrupted)."""
     from lora_land.training.trainer import train
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    tasks = (argv if argv is not None else sys.argv[1:]) or list(ZOO_TASKS)
     for task in tasks:
         config = zoo_config(task)
         if is_trained(config):
@@ -66,6 +65,11 @@ def main(argv: list[str] | None = None) -> None:
             continue
         result = train(config)
         logging.info("%s: done, final loss %.4f -> %s", task, result.final_loss, result.out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    train_zoo((argv if argv is not None else sys.argv[1:]) or list(ZOO_TASKS))
 
 
 if __name__ == "__main__":
