@@ -52,7 +52,7 @@ def evaluate_rows(
         chunk = rows[start : start + batch_size]
         requests = [
             GenerationRequest(
-                prompt=task.render(row),
+                prompt=task.render_eval(row),
                 adapter_id=adapter_id,
                 max_new_tokens=max_new_tokens,
                 temperature=0.0,

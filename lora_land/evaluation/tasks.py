@@ -9,6 +9,7 @@ or generate anything.
 from __future__ import annotations
 
 import json
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ class TaskSpec:
     prompt_template: str  # exact; `{{`/`}}` are str.format escapes
     fields: tuple[str, ...]  # placeholders of the template
     metric_fn: str  # key into `lora_land.evaluation.metrics`
+    eval_prompt_template: str | None = None  # a different template for evaluation (magicoder)
 
     def render(self, values: Mapping[str, str]) -> str:
         """The filled template; `PromptError` names a missing field."""
@@ -37,6 +39,16 @@ class TaskSpec:
         if missing:
             raise PromptError(f"task {self.name!r}: row is missing field(s) {missing}")
         return self.prompt_template.format(**{f: str(values[f]) for f in self.fields})
+
+    def render_eval(self, values: Mapping[str, str]) -> str:
+        """The evaluation prompt: the task's eval template when it has one, else `render`."""
+        if not self.eval_prompt_template:
+            return self.render(values)
+        names = [n for _, n, _, _ in string.Formatter().parse(self.eval_prompt_template) if n]
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise PromptError(f"task {self.name!r}: row is missing field(s) {missing}")
+        return self.eval_prompt_template.format(**{n: str(values[n]) for n in names})
 
 
 def _from_catalog(name: str) -> TaskSpec | None:
@@ -51,7 +63,10 @@ def _from_catalog(name: str) -> TaskSpec | None:
     if name not in tasks:
         return None
     t = tasks[name]
-    return TaskSpec(t.name, t.prompt_template, tuple(t.fields), t.metric_fn)
+    eval_template = getattr(t, "eval_prompt_template", None)
+    if eval_template is None:  # older catalogs do not carry it: read it from tasks.json
+        eval_template = _from_tasks_json(name).eval_prompt_template
+    return TaskSpec(t.name, t.prompt_template, tuple(t.fields), t.metric_fn, eval_template)
 
 
 def _from_tasks_json(name: str) -> TaskSpec:
@@ -62,7 +77,13 @@ def _from_tasks_json(name: str) -> TaskSpec:
                 raise UserError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(rows))}")
             row = rows[name]
             fields = row.get("template_placeholders") or row.get("input_columns") or []
-            return TaskSpec(row["name"], row["prompt_template"], tuple(fields), row["metric_fn"])
+            return TaskSpec(
+                row["name"],
+                row["prompt_template"],
+                tuple(fields),
+                row["metric_fn"],
+                row.get("eval_prompt_template"),
+            )
     raise UserError(f"no tasks.json found (looked in {[str(p) for p in _TASKS_JSON_CANDIDATES]})")
 
 

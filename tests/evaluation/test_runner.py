@@ -80,3 +80,22 @@ def test_measured_rows_are_replaced_per_task_base_adapter(tmp_path: Path) -> Non
         ("", 0.25),
         ("smollm2-135m-instruct/glue_sst2", 0.9),
     ]
+
+
+def test_magicoder_uses_its_eval_template_and_humaneval(samples_dir: Path) -> None:
+    rows = read_rows(samples_dir / "magicoder.jsonl")[:2]
+    task = load_task("magicoder")
+    prompt = task.render_eval(rows[0])
+    assert prompt.startswith("Below is a programming problem")
+    assert rows[0]["prompt"] in prompt and prompt.endswith("### Solution: ")
+
+    class Solver(FakeEngine):
+        def generate(self, requests):
+            by_prompt = {task.render_eval(r): r["target"] for r in rows}
+            return [
+                GenerationResult(by_prompt[r.prompt], None, 1, 1, "eos", 0, 0, 0, "base")
+                for r in requests
+            ]
+
+    report = evaluate_rows(Solver(), task, rows, None, progress=False)
+    assert report.metric == "humaneval" and report.score == 1.0  # canonical solutions pass
