@@ -225,6 +225,8 @@ def build_playground_tab(services: Services, examples: ExampleLibrary | None = N
         [base_dd, task_dd, new, session, cancel, *fields],
         [*outputs, gold],
     )
+    # the run may have loaded the adapter: show its new cache state (cold -> hot)
+    started.then(partial(view.details_markdown, services), [base_dd, task_dd], details)
     stop_btn.click(stop_run, cancel, None, cancels=[started])
 
 

@@ -45,10 +45,10 @@ class Pane:
         parts = []
         if self.ttft_s is not None:
             parts.append(f"TTFT {self.ttft_s:.2f} s")
-        if self.tokens_per_s is not None:
+        if self.tokens_per_s is not None and (self.tokens or 0) > 1:  # a rate needs 2 tokens
             parts.append(f"{self.tokens_per_s:.1f} tokens/s")
         if self.tokens is not None:
-            parts.append(f"{self.tokens} tokens")
+            parts.append(f"{self.tokens} token{'s' if self.tokens != 1 else ''}")
         if self.extra:
             parts.append(self.extra)
         lines = [" · ".join(parts)] if parts else []

@@ -267,3 +267,12 @@ def test_stop_ends_the_streams(tmp_path):
     hold.set()
     *_, last = stream
     assert last["finetuned"].note == "Stopped." and last["finetuned"].text == ""
+
+
+def test_pane_stats_show_a_rate_only_when_there_are_two_tokens_or_more():
+    from lora_land.ui.playground_run import Pane
+
+    one = Pane(text="1", ttft_s=0.5, tokens_per_s=0.9, tokens=1).stats_markdown("accuracy")
+    assert one == "TTFT 0.50 s · 1 token"
+    many = Pane(text="a b", ttft_s=0.5, tokens_per_s=12.34, tokens=5).stats_markdown("rouge")
+    assert many == "TTFT 0.50 s · 12.3 tokens/s · 5 tokens"
