@@ -1,10 +1,15 @@
-"""Running one batch of rows to completion: left-padded prefill, then token-by-token decode.
+"""The running batch: rows decode together one token per step; rows join and leave between steps.
 
 Each `Row` carries its prompt ids, its adapter (or None for the base), its sampling settings
 and its own text state: incremental decoding (multi-byte characters are only emitted once
 complete), stop sequences (never emitted, and text that could still become a stop sequence
-is held back while streaming), EOS and length limits, cancellation. Rows that finish leave
-the batch (their KV-cache rows are dropped) so the others keep decoding at full speed.
+is held back while streaming), EOS and length limits, cancellation.
+
+`RunningBatch` is iteration-level (continuous) batching: new rows are prefilled on their own
+(left-padded) and merged into the running KV cache at a step boundary, every row re-padded on
+the left so all share one length; each row keeps its own attention mask and positions, so a
+row's tokens do not depend on which rows share its steps. Rows that finish leave the batch
+(their KV-cache rows are dropped, and columns that became padding for every row are cut).
 
 This module runs the model; it does not queue, schedule or load adapters.
 """
@@ -14,10 +19,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from lora_land.engine.lora import DeviceAdapter, LoraContext
 from lora_land.engine.sampling import next_token
@@ -143,7 +151,171 @@ def prefill_logits(
     return out.logits[:, -1, :].float()
 
 
-@torch.inference_mode()
+def can_merge_rows(model: torch.nn.Module) -> bool:
+    """Whether rows can join a running batch: every cache layer is a plain `DynamicLayer`
+    (sliding-window or linear-attention layers cannot be re-padded on the left)."""
+    cache = DynamicCache(config=model.config)
+    return bool(cache.layers) and all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    missing = width - tensor.shape[dim]
+    if missing <= 0:
+        return tensor
+    pad = [0, 0] * (tensor.dim() - 1 - dim % tensor.dim()) + [missing, 0]
+    return F.pad(tensor, pad)
+
+
+class RunningBatch:
+    """Rows decoding together. `add` prefills and merges new rows, `step` decodes one token for
+    every row; both return the rows that finished (they have already left the batch).
+
+    The model is only touched under `lock` (held for one forward at a time), and the LoRA
+    context is set right before each forward, so other users of the model can take turns."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        context: LoraContext,
+        pad_id: int,
+        device: torch.device,
+        lock: AbstractContextManager | None = None,
+    ) -> None:
+        self.model = model
+        self.context = context
+        self.pad_id = pad_id
+        self.device = device
+        self.lock = lock if lock is not None else nullcontext()
+        self.rows: list[Row] = []
+        self.steps = 0  # decode steps run so far (prefills not counted)
+        self._cache: DynamicCache | None = None
+        self._mask: torch.Tensor | None = None  # [B, W]: 1 for real tokens, 0 for left padding
+        self._last_pos: torch.Tensor | None = None  # [B, 1]: position of each row's last token
+        self._lora_groups: list = []  # the running rows grouped by adapter (LoraContext.groups)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def width(self) -> int:
+        """Columns of the shared KV cache (the longest row plus the others' left padding)."""
+        return 0 if self._mask is None else int(self._mask.shape[1])
+
+    def _groups(self, adapters: list[DeviceAdapter | None]) -> list:
+        scratch = LoraContext()
+        scratch.set_rows(adapters, self.device)
+        return scratch.groups
+
+    def _forward(self, groups: list, **inputs) -> torch.Tensor:
+        with self.lock:
+            self.context.groups = groups
+            try:
+                out = self.model(**inputs, use_cache=True)
+            finally:
+                self.context.clear()
+        return out.logits[:, -1, :].float()
+
+    @torch.inference_mode()
+    def add(self, rows: list[Row]) -> list[Row]:
+        """Prefill `rows` on their own, merge them in, sample their first token."""
+        cache = DynamicCache(config=self.model.config)
+        input_ids, mask, positions = _left_pad(rows, self.pad_id, self.device)
+        logits = self._forward(
+            self._groups([r.adapter for r in rows]),
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            logits_to_keep=1,
+        )
+        self._merge(rows, cache, mask, positions[:, -1:])
+        return self._sample(logits, rows)
+
+    @torch.inference_mode()
+    def step(self) -> list[Row]:
+        """One decode step for every row; returns the rows that finished."""
+        if not self.rows:
+            return []
+        next_ids = torch.tensor(
+            [[r.ids[-1]] for r in self.rows], dtype=torch.long, device=self.device
+        )
+        self._mask = torch.cat([self._mask, self._mask.new_ones((len(self.rows), 1))], dim=-1)
+        self._last_pos = self._last_pos + 1
+        logits = self._forward(
+            self._lora_groups,
+            input_ids=next_ids,
+            attention_mask=self._mask,
+            position_ids=self._last_pos,
+            past_key_values=self._cache,
+        )
+        self.steps += 1
+        return self._sample(logits, self.rows)
+
+    def abandon(self) -> list[Row]:
+        """Drop every row (after a failed forward); returns the rows that were running."""
+        rows = self.rows
+        self.rows, self._lora_groups = [], []
+        self._cache = self._mask = self._last_pos = None
+        return rows
+
+    def _sample(self, logits: torch.Tensor, rows: list[Row]) -> list[Row]:
+        """One token for each of `rows` (the last len(rows) rows of the batch)."""
+        for i, row in enumerate(rows):
+            if row.cancelled():
+                row.finish_cancelled()
+            else:
+                row.push(next_token(logits[i], row.temperature, row.top_p, row.generator))
+        return self._drop_finished()
+
+    def _merge(self, rows: list[Row], cache: DynamicCache, mask, last_pos) -> None:
+        """Append the prefilled `rows` below the running ones, re-padding on the left."""
+        if self._cache is None:
+            self._cache, self._mask, self._last_pos = cache, mask, last_pos
+        else:
+            width = max(self.width, int(mask.shape[1]))
+            merged = [  # built in full before anything is assigned: a failure leaves no trace
+                tuple(
+                    torch.cat([_pad_left(a, width, 2), _pad_left(b, width, 2)])
+                    for a, b in ((old.keys, new.keys), (old.values, new.values))
+                )
+                for old, new in zip(self._cache.layers, cache.layers, strict=True)
+            ]
+            masks = torch.cat([_pad_left(self._mask, width, 1), _pad_left(mask, width, 1)])
+            positions = torch.cat([self._last_pos, last_pos])
+            for layer, (keys, values) in zip(self._cache.layers, merged, strict=True):
+                layer.keys, layer.values = keys, values
+            self._mask, self._last_pos = masks, positions
+        self.rows = self.rows + list(rows)
+        self._lora_groups = self._groups([r.adapter for r in self.rows])
+
+    def _drop_finished(self) -> list[Row]:
+        finished = [r for r in self.rows if r.finished]
+        if not finished:
+            return []
+        keep = [i for i, r in enumerate(self.rows) if not r.finished]
+        if not keep:
+            self.abandon()
+            return finished
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self._cache.batch_select_indices(index)
+        self._mask, self._last_pos = self._mask[index], self._last_pos[index]
+        self.rows = [self.rows[i] for i in keep]
+        self._lora_groups = self._groups([r.adapter for r in self.rows])
+        self._cut_common_padding()
+        return finished
+
+    def _cut_common_padding(self) -> None:
+        """Drop leading cache columns that are padding for every remaining row."""
+        used = self._mask.bool().any(dim=0)
+        first = int(torch.argmax(used.int()))
+        if first == 0:
+            return
+        for layer in self._cache.layers:
+            layer.keys = layer.keys[:, :, first:, :]
+            layer.values = layer.values[:, :, first:, :]
+        self._mask = self._mask[:, first:]
+
+
 def run_batch(
     model: torch.nn.Module,
     context: LoraContext,
@@ -151,53 +323,8 @@ def run_batch(
     pad_id: int,
     device: torch.device,
 ) -> None:
-    """Decode every row until it finishes (EOS, stop, length or cancel)."""
-    cache = DynamicCache(config=model.config)
-    input_ids, mask, positions = _left_pad(rows, pad_id, device)
-    context.set_rows([r.adapter for r in rows], device)
-    try:
-        logits = (
-            model(
-                input_ids=input_ids,
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            .logits[:, -1, :]
-            .float()
-        )
-        last_pos = positions[:, -1:]
-        active = list(rows)
-        while True:
-            for i, row in enumerate(active):  # 1. one token per row
-                if row.cancelled():
-                    row.finish_cancelled()
-                else:
-                    row.push(next_token(logits[i], row.temperature, row.top_p, row.generator))
-            keep = [i for i, row in enumerate(active) if not row.finished]
-            if not keep:
-                return
-            if len(keep) < len(active):  # 2. finished rows leave the batch
-                index = torch.tensor(keep, dtype=torch.long, device=device)
-                cache.batch_select_indices(index)
-                mask, last_pos = mask[index], last_pos[index]
-                active = [active[i] for i in keep]
-                context.set_rows([r.adapter for r in active], device)
-            next_ids = torch.tensor([[r.ids[-1]] for r in active], dtype=torch.long, device=device)
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=-1)
-            last_pos = last_pos + 1
-            logits = (
-                model(  # 3. one decode step for the rows still running
-                    input_ids=next_ids,
-                    attention_mask=mask,
-                    position_ids=last_pos,
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-                .logits[:, -1, :]
-                .float()
-            )
-    finally:
-        context.clear()
+    """Decode every row until it finishes (EOS, stop, length or cancel), none joining."""
+    batch = RunningBatch(model, context, pad_id, device)
+    batch.add(rows)
+    while batch.rows:
+        batch.step()

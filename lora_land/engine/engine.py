@@ -3,8 +3,9 @@
 `Engine.from_settings(settings, deployment)` loads the base once, wires the adapter store
 (device / host / disk tiers) and starts the scheduler thread. `generate` and `stream` validate
 a request in the caller's thread (prompt limits, truncation, adapter id; a cold adapter is
-read and validated there too, once however many callers ask), then queue it; the scheduler
-batches waiting requests whatever their adapters and runs them. It implements `TextEngine`.
+read and validated there too, once however many callers ask), then queue it; the runner
+admits waiting requests into the running batch at every decode step (continuous batching),
+whatever their adapters. It implements `TextEngine`.
 
 The engine does not render prompts (the catalog's templates do) and does not know tasks.
 """
@@ -20,9 +21,9 @@ import torch
 
 from lora_land.config import Settings
 from lora_land.deployment import Deployment
-from lora_land.engine.batch import Row, prefill_logits, run_batch
-from lora_land.engine.cache import CacheFullError
+from lora_land.engine.batch import Row, can_merge_rows, prefill_logits
 from lora_land.engine.lora import LoraContext, attach_lora, linear_shapes
+from lora_land.engine.runner import BatchRunner
 from lora_land.engine.sampling import make_generator
 from lora_land.engine.scheduler import Job, Scheduler
 from lora_land.engine.store import AdapterStore, make_loader, make_promoter
@@ -33,9 +34,11 @@ from lora_land.engine.types import (
     GenerationResult,
     StreamChunk,
 )
-from lora_land.errors import AdapterValidationError, PromptError
+from lora_land.errors import PromptError
 
 log = logging.getLogger(__name__)
+
+ADMIT_WINDOW_S = 0.005  # jobs submitted this close together start in the same decode step
 
 
 class Engine:
@@ -51,6 +54,8 @@ class Engine:
         device: torch.device,
         dtype: torch.dtype,
         context_length: int,
+        continuous: bool = True,
+        admit_window_s: float = ADMIT_WINDOW_S,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -76,11 +81,32 @@ class Engine:
             deployment, loader, promote, settings.device_cache_bytes, settings.host_cache_bytes
         )
         self.store.preload_pinned()
-        self.scheduler = Scheduler(self._run_jobs, settings.max_queue, settings.max_batch_size)
+        if continuous and not can_merge_rows(model):
+            log.warning("this model's cache cannot take rows mid-batch: no continuous batching")
+            continuous = False
+        self.continuous = continuous
+        runner = BatchRunner(
+            model=model,
+            context=self.lora_context,
+            store=self.store,
+            make_row=self._row,
+            pad_id=self.pad_id,
+            device=device,
+            max_batch=settings.max_batch_size,
+            lock=self._model_lock,
+            continuous=continuous,
+        )
+        self.scheduler = Scheduler(
+            runner, settings.max_queue, settings.max_batch_size, admit_window_s
+        )
 
     @classmethod
-    def from_settings(cls, settings: Settings, deployment: Deployment) -> Engine:
-        """Load the deployment's base (embedded, Hub id or directory) and start serving."""
+    def from_settings(
+        cls, settings: Settings, deployment: Deployment, **options: float | bool
+    ) -> Engine:
+        """Load the deployment's base (embedded, Hub id or directory) and start serving.
+
+        `options`: `continuous` (default True) and `admit_window_s`, as for the constructor."""
         from lora_land.engine.loading import load_base
 
         base = load_base(deployment.base, settings)
@@ -92,10 +118,11 @@ class Engine:
             device=base.device,
             dtype=base.dtype,
             context_length=base.context_length,
+            **options,  # type: ignore[arg-type]  # checked by the constructor's signature
         )
 
     def _attach(self, names: list[str]) -> None:
-        with self._model_lock:  # never called while a batch runs: acquire precedes batches
+        with self._model_lock:  # the runner holds the lock for one forward at a time
             attach_lora(self.model, names, self.lora_context)
 
     # -- TextEngine --------------------------------------------------------------------------
@@ -160,9 +187,13 @@ class Engine:
         try:
             rows = [self._row(job, adapter) for job, adapter in zip(jobs, adapters, strict=True)]
             with self._model_lock:
-                return prefill_logits(self.model, self.lora_context, rows, self.pad_id, self.device)
+                try:
+                    return prefill_logits(
+                        self.model, self.lora_context, rows, self.pad_id, self.device
+                    )
+                finally:
+                    self.lora_context.clear()  # under the lock: the runner sets it per forward
         finally:
-            self.lora_context.clear()
             for adapter_id in held:
                 self.store.release(adapter_id)
 
@@ -241,57 +272,6 @@ class Engine:
             cancel=job.cancel,
         )
 
-    def _run_jobs(self, jobs: list[Job]) -> list[Job]:
-        """Acquire adapters, run one batch, release; returns the jobs that must wait."""
-        started, retry, held = [], [], []
-        for job in jobs:
-            adapter_id = job.request.adapter_id
-            try:
-                adapter = self.store.acquire(adapter_id, job.host) if adapter_id else None
-            except CacheFullError as e:
-                if held:  # room is held by this batch's other adapters: next batch
-                    retry.append(job)
-                else:  # held by pinned adapters only: it can never fit
-                    job.events.put(
-                        (
-                            "error",
-                            AdapterValidationError(
-                                f"adapter {adapter_id!r} does not fit the device adapter cache: {e}"
-                            ),
-                        )
-                    )
-                continue
-            except Exception as e:
-                job.events.put(("error", e))
-                continue
-            if adapter_id:
-                held.append(adapter_id)
-            started.append((job, adapter))
-        try:
-            if started:
-                self._run_started(started)
-        finally:
-            for adapter_id in held:
-                self.store.release(adapter_id)
-        return retry
-
-    def _run_started(self, started: list) -> None:
-        batch_start = time.perf_counter()
-        rows = []
-        for job, adapter in started:
-            row = self._row(job, adapter)
-            row.on_delta = _delta_sink(job)
-            row.on_finish = _finish_sink(job, batch_start)
-            rows.append(row)
-        try:
-            with self._model_lock:
-                run_batch(self.model, self.lora_context, rows, self.pad_id, self.device)
-        except Exception as e:
-            log.exception("batch of %d rows failed", len(rows))
-            for (job, _), row in zip(started, rows, strict=True):
-                if not row.finished:
-                    job.events.put(("error", e))
-
 
 def _pad_id(tokenizer) -> int:
     for value in (tokenizer.pad_token_id, tokenizer.eos_token_id):
@@ -309,41 +289,6 @@ def _eos_ids(tokenizer, model: torch.nn.Module) -> frozenset[int]:
         elif isinstance(value, list | tuple):
             ids.update(int(v) for v in value)
     return frozenset(ids)
-
-
-def _delta_sink(job: Job):
-    def on_delta(row: Row, delta: str) -> None:
-        job.events.put(
-            (
-                "delta",
-                StreamChunk(
-                    delta=delta, text=row.text[: row.emitted], completion_tokens=len(row.ids)
-                ),
-            )
-        )
-
-    return on_delta
-
-
-def _finish_sink(job: Job, batch_start: float):
-    def on_finish(row: Row) -> None:
-        end = row.finished_at or time.perf_counter()
-        first = row.first_token_at or end
-        decode_s = end - batch_start
-        result = GenerationResult(
-            text=row.text,
-            adapter_id=job.request.adapter_id,
-            prompt_tokens=len(job.prompt_ids),
-            completion_tokens=len(row.ids),
-            finish_reason=row.finish_reason or "length",
-            ttft_s=first - job.submitted_at,
-            total_s=end - job.submitted_at,
-            tokens_per_s=len(row.ids) / decode_s if decode_s > 0 else 0.0,
-            adapter_state=job.adapter_state,
-        )
-        job.events.put(("done", result))
-
-    return on_finish
 
 
 def _wait(job: Job) -> GenerationResult:

@@ -1,11 +1,15 @@
-"""The scheduler: one thread owns the model; callers queue jobs; waiting jobs run as a batch.
+"""The scheduler: one thread owns the model; callers queue jobs; the runner takes them.
 
 A bounded queue (`max_queue` jobs; `QueueFullError` beyond) feeds a single worker thread
-that takes up to `max_batch` waiting jobs at a time (any mix of adapters) and hands them to
-the engine's batch runner. Jobs the runner cannot start yet (their adapter does not fit the
-device tier while other adapters are held) are put back at the front of the queue.
-Every event for a job (text deltas, the final result, an error) goes through its own
-`events` queue, which is what `generate` and `stream` read.
+running the engine's runner, which calls `take` at every decode-step boundary for as many
+jobs as its batch has room for (continuous batching). A short admission window lets jobs
+submitted a few milliseconds apart start in the same step: once a job waits, `take` holds on
+until the oldest waiting job has waited `admit_window_s` or enough jobs wait to fill the
+room, so a lone request waits at most that long. Jobs the runner cannot start yet (their
+adapter does not fit the device tier while other adapters are held) stay in the queue, in
+order (`skip`), or are put back at its front. Every event for a job (text deltas, the final
+result, an error) goes through its own `events` queue, which is what `generate` and
+`stream` read.
 
 The scheduler knows nothing about models or adapters: it moves jobs.
 """
@@ -39,19 +43,24 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     submitted_at: float = field(default_factory=time.perf_counter)
     events: queue.Queue = field(default_factory=queue.Queue)  # ("delta"|"done"|"error", ...)
+    queued_at: float = 0.0  # when it entered the scheduler's queue (perf_counter)
 
 
-Runner = Callable[[list[Job]], list[Job]]  # runs a batch; returns jobs to retry later
+Runner = Callable[["Scheduler"], None]  # loops on `take` until it returns None
 
 
 class Scheduler:
-    def __init__(self, runner: Runner, max_queue: int, max_batch: int) -> None:
+    def __init__(
+        self, runner: Runner, max_queue: int, max_batch: int, admit_window_s: float = 0.005
+    ) -> None:
         self._runner = runner
         self.max_queue = max_queue
         self.max_batch = max(1, max_batch)
+        self.admit_window_s = admit_window_s
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._taken: list[Job] = []  # handed to the runner since it was last idle
         self._thread = threading.Thread(target=self._loop, name="lora-land-engine", daemon=True)
         self._thread.start()
 
@@ -60,7 +69,7 @@ class Scheduler:
             return len(self._queue)
 
     def submit(self, jobs: list[Job]) -> None:
-        """Queue `jobs` together (they will share a batch when they fit), or refuse them all."""
+        """Queue `jobs` together (they will share a step when they fit), or refuse them all."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("the engine is closed")
@@ -69,34 +78,80 @@ class Scheduler:
                     f"the engine queue is full ({len(self._queue)} waiting, limit "
                     f"{self.max_queue}); try again shortly"
                 )
+            now = time.perf_counter()
+            for job in jobs:
+                job.queued_at = now
             self._queue.extend(jobs)
             self._cond.notify()
 
     def close(self) -> None:
+        """Stop admitting; running rows finish, jobs still queued get an error."""
         with self._cond:
             self._closed = True
+            left = list(self._queue)
+            self._queue.clear()
             self._cond.notify_all()
+        for job in left:
+            job.events.put(("error", RuntimeError("the engine was closed before this request ran")))
         self._thread.join(timeout=10)
 
-    def _take(self) -> list[Job] | None:
+    # -- the runner's side -------------------------------------------------------------------
+    def take(
+        self, room: int, wait: bool, skip: Callable[[Job], bool] | None = None
+    ) -> list[Job] | None:
+        """Up to `room` waiting jobs, oldest first, leaving those `skip` names in place.
+
+        With `wait` (the runner is idle), block until a job waits; None once closed (the
+        runner should return). Without it, return at once unless a job arrived less than
+        `admit_window_s` ago and there is room for more."""
         with self._cond:
-            while not self._queue and not self._closed:
-                self._cond.wait()
+            if wait:
+                self._taken.clear()
+                while not self._queue and not self._closed:
+                    self._cond.wait()
             if self._closed:
-                return None
-            return [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+                return None if wait else []
+            if room <= 0:
+                return []
+            ready = self._ready(skip)
+            if ready:
+                deadline = ready[0].queued_at + self.admit_window_s
+                while len(ready) < room and not self._closed:
+                    remaining = deadline - time.perf_counter()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                    ready = self._ready(skip)
+                if self._closed:  # `close` has failed what waited
+                    return None if wait else []
+            jobs = ready[:room]
+            chosen = {id(job) for job in jobs}
+            self._queue = deque(job for job in self._queue if id(job) not in chosen)
+            self._taken.extend(jobs)
+            return jobs
+
+    def _ready(self, skip: Callable[[Job], bool] | None) -> list[Job]:
+        return [job for job in self._queue if skip is None or not skip(job)]
+
+    def put_back(self, jobs: list[Job]) -> None:
+        """Return jobs the runner could not start to the front of the queue, in order."""
+        with self._cond:
+            self._queue.extendleft(reversed(jobs))
+            back = {id(job) for job in jobs}
+            self._taken = [job for job in self._taken if id(job) not in back]
+            self._cond.notify()
 
     def _loop(self) -> None:
-        while (batch := self._take()) is not None:
+        while True:
             try:
-                retry = self._runner(batch)
+                self._runner(self)
+                return
             except BaseException as e:  # a bug in the runner must not kill the worker
-                log.exception("engine batch failed")
-                for job in batch:
-                    job.events.put(("error", e))
-                continue
-            if retry:
+                log.exception("engine runner failed")
                 with self._cond:
-                    self._queue.extendleft(reversed(retry))
-                if len(retry) == len(batch):
-                    time.sleep(0.01)  # nothing could start: let held adapters drain
+                    taken, self._taken = self._taken, []
+                    closed = self._closed
+                for job in taken:  # finished jobs have stopped reading: harmless for them
+                    job.events.put(("error", e))
+                if closed:
+                    return

@@ -16,29 +16,36 @@ def _job(i: int) -> Job:
     return Job(GenerationRequest(f"p{i}"), [1], 1, "base", None)
 
 
+def _batch_runner(batches: list[list[str]], release: threading.Event):
+    """A fake runner with the old run-to-the-end behaviour: takes what waits when idle."""
+
+    def runner(source: Scheduler) -> None:
+        while (jobs := source.take(source.max_batch, wait=True)) is not None:
+            batches.append([j.request.prompt for j in jobs])
+            release.wait(5)
+            for job in jobs:
+                job.events.put(("done", None))
+
+    return runner
+
+
 def test_queue_full_beyond_max_queue_and_batches_take_what_waits():
     release = threading.Event()
     batches: list[list[str]] = []
-
-    def runner(jobs):
-        batches.append([j.request.prompt for j in jobs])
-        release.wait(5)
-        for job in jobs:
-            job.events.put(("done", None))
-        return []
-
-    scheduler = Scheduler(runner, max_queue=3, max_batch=2)
+    scheduler = Scheduler(_batch_runner(batches, release), max_queue=3, max_batch=2)
     try:
         first = _job(0)
         scheduler.submit([first])
         while not batches:  # the worker took job 0 and is blocked in the runner
             threading.Event().wait(0.01)
-        scheduler.submit([_job(1), _job(2), _job(3)])
+        later = [_job(1), _job(2), _job(3)]
+        scheduler.submit(later)
         with pytest.raises(QueueFullError, match=r"queue is full \(3 waiting, limit 3\)"):
             scheduler.submit([_job(4)])
         assert scheduler.depth() == 3
         release.set()
-        first.events.get(timeout=5)
+        for job in [first, *later]:
+            assert job.events.get(timeout=5) == ("done", None)
     finally:
         release.set()
         scheduler.close()

@@ -1,0 +1,186 @@
+"""The scheduler's runner: continuous (iteration-level) batching over one model and its adapters.
+
+At every decode-step boundary the runner takes waiting jobs from the scheduler (up to
+`max_batch` rows in all, any mix of adapters), acquires their adapters on the device tier,
+prefills them and merges them into the running batch, then runs one decode step for every
+row. A row's adapter is released as soon as the row finishes, so its device budget is free
+for the next boundary. A job whose adapter does not fit the device tier while this batch
+holds other adapters stays in the queue, in order, until a row finishes; with nothing held
+(only pinned adapters fill the tier) it fails with `AdapterValidationError`.
+
+`continuous=False` keeps the old behaviour for comparison: jobs are only admitted when the
+batch is empty, so a request arriving mid-batch waits for the whole batch.
+
+The runner does not validate requests (the engine does, in the caller's thread), does not
+pick tokens (`sampling`) and does not run the model itself (`batch.RunningBatch`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+import torch
+
+from lora_land.engine.batch import Row, RunningBatch
+from lora_land.engine.cache import CacheFullError
+from lora_land.engine.lora import DeviceAdapter, LoraContext
+from lora_land.engine.scheduler import Job, Scheduler
+from lora_land.engine.store import AdapterStore
+from lora_land.engine.types import GenerationResult, StreamChunk
+from lora_land.errors import AdapterValidationError
+
+log = logging.getLogger(__name__)
+
+MakeRow = Callable[[Job, DeviceAdapter | None], Row]
+
+
+class BatchRunner:
+    """Called by the scheduler's worker thread; returns when the scheduler closes."""
+
+    def __init__(
+        self,
+        *,
+        model: torch.nn.Module,
+        context: LoraContext,
+        store: AdapterStore,
+        make_row: MakeRow,
+        pad_id: int,
+        device: torch.device,
+        max_batch: int,
+        lock: AbstractContextManager,
+        continuous: bool = True,
+    ) -> None:
+        self.model = model
+        self.context = context
+        self.store = store
+        self.make_row = make_row
+        self.pad_id = pad_id
+        self.device = device
+        self.max_batch = max(1, max_batch)
+        self.lock = lock
+        self.continuous = continuous
+        self._jobs: dict[int, Job] = {}  # id(row) -> its job, while the row runs
+        self._blocked: set[str] = set()  # adapters that did not fit since a row last finished
+
+    def __call__(self, source: Scheduler) -> None:
+        batch = RunningBatch(self.model, self.context, self.pad_id, self.device, self.lock)
+        while True:
+            if not batch.rows:
+                self._blocked.clear()
+            room = self.max_batch - len(batch) if self.continuous or not batch.rows else 0
+            jobs = source.take(room, wait=not batch.rows, skip=self._is_blocked)
+            if jobs is None:
+                return
+            if jobs:
+                self._admit(batch, jobs, source)
+            if batch.rows:
+                self._advance(batch, batch.step)
+
+    def _is_blocked(self, job: Job) -> bool:
+        return job.request.adapter_id in self._blocked
+
+    # -- admission -----------------------------------------------------------------------
+    def _admit(self, batch: RunningBatch, jobs: list[Job], source: Scheduler) -> None:
+        """Acquire adapters, add the jobs that can start, put the others back in the queue."""
+        held = any(row.adapter is not None for row in batch.rows)
+        rows: list[Row] = []
+        back: list[Job] = []
+        for job in jobs:
+            adapter_id = job.request.adapter_id
+            if adapter_id in self._blocked:
+                back.append(job)
+                continue
+            try:
+                adapter = self.store.acquire(adapter_id, job.host) if adapter_id else None
+            except CacheFullError as e:
+                if held:  # room is held by running rows' adapters: after one finishes
+                    self._blocked.add(adapter_id)
+                    back.append(job)
+                else:  # held by pinned adapters only: it can never fit
+                    job.events.put(("error", _does_not_fit(adapter_id, e)))
+                continue
+            except Exception as e:
+                job.events.put(("error", e))
+                continue
+            held = held or adapter is not None
+            rows.append(self._start(job, adapter))
+        if back:
+            source.put_back(back)
+        if rows:
+            self._advance(batch, lambda: batch.add(rows), newcomers=rows)
+
+    def _start(self, job: Job, adapter: DeviceAdapter | None) -> Row:
+        row = self.make_row(job, adapter)
+        row.on_delta = _delta_sink(job)
+        row.on_finish = _finish_sink(job, time.perf_counter())
+        self._jobs[id(row)] = job
+        return row
+
+    # -- running ---------------------------------------------------------------------------
+    def _advance(
+        self, batch: RunningBatch, action: Callable[[], list[Row]], newcomers: list[Row] = ()
+    ) -> None:
+        """Run `add` or `step`; release the adapters of rows that finished. A failed prefill
+        fails only its newcomers; a failed decode step fails every running row."""
+        try:
+            finished = action()
+        except Exception as e:
+            running = {id(row) for row in batch.rows}
+            merged = any(id(row) in running for row in newcomers)
+            failed = newcomers if newcomers and not merged else batch.abandon()
+            if merged:  # the newcomers are among the abandoned rows
+                failed = [*failed, *(r for r in newcomers if id(r) not in running)]
+            log.exception("a batch of %d rows failed", len(failed))
+            for row in failed:
+                if not row.finished:
+                    self._jobs[id(row)].events.put(("error", e))
+            finished = failed
+        for row in finished:
+            job = self._jobs.pop(id(row))
+            if job.request.adapter_id:
+                self.store.release(job.request.adapter_id)
+                self._blocked.clear()
+
+
+def _does_not_fit(adapter_id: str, error: Exception) -> AdapterValidationError:
+    return AdapterValidationError(
+        f"adapter {adapter_id!r} does not fit the device adapter cache: {error}"
+    )
+
+
+def _delta_sink(job: Job) -> Callable[[Row, str], None]:
+    def on_delta(row: Row, delta: str) -> None:
+        job.events.put(
+            (
+                "delta",
+                StreamChunk(
+                    delta=delta, text=row.text[: row.emitted], completion_tokens=len(row.ids)
+                ),
+            )
+        )
+
+    return on_delta
+
+
+def _finish_sink(job: Job, started: float) -> Callable[[Row], None]:
+    def on_finish(row: Row) -> None:
+        end = row.finished_at or time.perf_counter()
+        first = row.first_token_at or end
+        decode_s = end - started
+        result = GenerationResult(
+            text=row.text,
+            adapter_id=job.request.adapter_id,
+            prompt_tokens=len(job.prompt_ids),
+            completion_tokens=len(row.ids),
+            finish_reason=row.finish_reason or "length",
+            ttft_s=first - job.submitted_at,
+            total_s=end - job.submitted_at,
+            tokens_per_s=len(row.ids) / decode_s if decode_s > 0 else 0.0,
+            adapter_state=job.adapter_state,
+        )
+        job.events.put(("done", result))
+
+    return on_finish
