@@ -85,7 +85,7 @@ class Engine:
             log.warning("this model's cache cannot take rows mid-batch: no continuous batching")
             continuous = False
         self.continuous = continuous
-        runner = BatchRunner(
+        self.runner = runner = BatchRunner(
             model=model,
             context=self.lora_context,
             store=self.store,

@@ -64,6 +64,8 @@ class BatchRunner:
         self.continuous = continuous
         self._jobs: dict[int, Job] = {}  # id(row) -> its job, while the row runs
         self._blocked: set[str] = set()  # adapters that did not fit since a row last finished
+        self.prefills = 0  # groups of rows admitted together (one prefill each)
+        self.joins = 0  # rows admitted while other rows were decoding
 
     def __call__(self, source: Scheduler) -> None:
         batch = RunningBatch(self.model, self.context, self.pad_id, self.device, self.lock)
@@ -110,6 +112,8 @@ class BatchRunner:
         if back:
             source.put_back(back)
         if rows:
+            self.prefills += 1
+            self.joins += len(rows) if batch.rows else 0
             self._advance(batch, lambda: batch.add(rows), newcomers=rows)
 
     def _start(self, job: Job, adapter: DeviceAdapter | None) -> Row:
