@@ -8,21 +8,27 @@ random non-zero A and B) made with PEFT in a temporary directory, and PEFT in th
 - cold load: disk -> servable on the device (read + validate + lay out) vs `load_adapter`;
 - single-request greedy decode tokens/s with an adapter over the bare base, for the engine
   and for PEFT (`PeftModel.generate` over the plain model's `generate`);
-- a batch of 8 rows using 8 different adapters over 8 rows sharing one.
+- a batch of 8 rows using 8 different adapters over 8 rows sharing one;
+- continuous batching: time to first token of a short request submitted while a 128-token
+  request streams, with rows joining at step boundaries vs the old run-to-the-end batches
+  (`continuous=False`) and vs the short request alone (`--only continuous` runs just this
+  case and merges its keys into the existing results file).
 Numbers depend on the machine and its load; tests never assert on them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import torch
 
-from bench.common import machine, print_table, summary_ms, time_ms, write_results
+from bench.common import RESULTS_DIR, machine, print_table, summary_ms, time_ms, write_results
 from lora_land.config import Settings
 from lora_land.deployment import AdapterSource, BaseSource, Deployment
 from lora_land.engine.engine import Engine
@@ -31,6 +37,7 @@ from lora_land.engine.types import GenerationRequest
 
 BASE = "smollm2-135m-instruct"
 PROMPT = "Summarize the following news article in one sentence: The city council voted"
+SECOND_PROMPT = "Classify the sentiment of this review: a warm, funny and moving film."
 
 
 def make_adapters(model_dir: Path, root: Path, per_rank: int) -> dict[str, tuple[Path, int]]:
@@ -148,6 +155,88 @@ def hf_tps(model, tokenizer, tokens: int):
     return run
 
 
+def second_request_ttft(
+    engine: Engine, first_id: str, second_id: str | None, tokens: int, reps: int
+):
+    """TTFT (s) of an 8-token request submitted once a `tokens`-token request has streamed its
+    first chunk: rows joining at step boundaries, the old run-to-the-end batches, and alone."""
+    long = GenerationRequest(PROMPT, first_id, max_new_tokens=tokens)
+    short = GenerationRequest(SECOND_PROMPT, second_id, max_new_tokens=8)
+    ttft: dict[str, list[float]] = {"continuous": [], "run_to_end": [], "alone": []}
+    for _ in range(reps):
+        ttft["alone"].append(engine.generate([short])[0].ttft_s)
+        for mode, continuous in (("continuous", True), ("run_to_end", False)):
+            engine.runner.continuous = continuous  # the runner reads it at every step
+            ttft[mode].append(_ttft_behind(engine, long, short))
+    engine.runner.continuous = True
+    return ttft
+
+
+def _ttft_behind(engine: Engine, long: GenerationRequest, short: GenerationRequest) -> float:
+    results = []
+    thread = None
+    for _ in engine.stream(long):
+        if thread is None:  # the long request is generating: send the short one now
+            thread = threading.Thread(target=lambda: results.extend(engine.generate([short])))
+            thread.start()
+    thread.join()
+    return results[0].ttft_s
+
+
+def continuous_results(ttft: dict[str, list[float]], tokens: int) -> dict:
+    cont, old, alone = (statistics.median(ttft[k]) for k in ("continuous", "run_to_end", "alone"))
+    return {
+        "second_request_ttft_continuous_s_p50": cont,
+        "second_request_ttft_run_to_end_s_p50": old,
+        "second_request_ttft_alone_s_p50": alone,
+        "second_request_ttft_run_to_end_over_continuous": old / cont,
+        "second_request_ttft_continuous_over_alone": cont / alone,
+        "details": {
+            "second_request_ttft_s": {
+                **{k: summary_ms([v * 1000 for v in vs]) for k, vs in ttft.items()},
+                "first_request_tokens": tokens,
+                "unit": "ms",
+            }
+        },
+    }
+
+
+def merge_results(name: str, new: dict) -> None:
+    """Update `bench/results/<name>.json` with `new` keys, keeping the others."""
+    path = RESULTS_DIR / f"{name}.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    details = {**results.get("details", {}), **new.get("details", {})}
+    results.update(new)
+    results["details"] = details
+    write_results(name, results)
+
+
+def main_continuous(settings: Settings, model_dir: Path, args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        adapters = make_adapters(model_dir, Path(tmp), per_rank=1)
+        sources = {
+            a: AdapterSource(id=a, task=a.split("/")[1], path=p) for a, (p, _) in adapters.items()
+        }
+        deployment = Deployment(
+            name="bench", base=BaseSource(name=BASE, source="embedded"), adapters=sources
+        )
+        engine = Engine.from_settings(settings, deployment)
+        engine.eos_ids = frozenset()  # the first request runs its full length
+        first, second = list(adapters)[:2]
+        ttft = second_request_ttft(engine, first, second, args.long_tokens, args.reps)
+        engine.close()
+    results = continuous_results(ttft, args.long_tokens)
+    print_table(
+        f"TTFT of a request sent while a {args.long_tokens}-token request runs (p50, s)",
+        [
+            ("continuous", f"{results['second_request_ttft_continuous_s_p50']:.3f}", ""),
+            ("run to end", f"{results['second_request_ttft_run_to_end_s_p50']:.3f}", ""),
+            ("alone", f"{results['second_request_ttft_alone_s_p50']:.3f}", ""),
+        ],
+    )
+    merge_results("engine", results)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per decode run")
@@ -158,10 +247,22 @@ def main() -> None:
         default=1,
         help="torch CPU threads (1: stable numbers on a shared machine)",
     )
+    parser.add_argument(
+        "--long-tokens", type=int, default=128, help="length of the running request (TTFT case)"
+    )
+    parser.add_argument(
+        "--only",
+        choices=["all", "continuous"],
+        default="all",
+        help="'continuous': only the TTFT case, merged into the existing results",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = Settings.from_env(device="cpu" if not torch.cuda.is_available() else "auto")
     model_dir = prepare_embedded_model(settings.models_dir)
+    if args.only == "continuous":
+        main_continuous(settings, model_dir, args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         adapters = make_adapters(model_dir, Path(tmp), per_rank=8)
         sources = {
@@ -207,6 +308,7 @@ def main() -> None:
         "mixed_ratio": mixed_ratio,
     }
     report(ours, peft, tps, args)
+    main_continuous(settings, model_dir, args)
 
 
 def report(ours: dict, peft: dict, tps: dict, args: argparse.Namespace) -> None:

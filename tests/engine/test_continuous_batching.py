@@ -30,10 +30,14 @@ def engine(tmp_path_factory, tiny_base_dir, tiny_adapters):
 
 
 class Follower(threading.Thread):
-    """Reads one stream in its own thread; sets `first` at its first chunk."""
+    """Reads one stream in its own thread; sets `first` at its first chunk and, at the end,
+    appends its name to `finished` (a list shared by several followers) when given one."""
 
-    def __init__(self, engine: Engine, request: GenerationRequest, cancel=None) -> None:
+    def __init__(
+        self, engine: Engine, request: GenerationRequest, cancel=None, finished=None, name=""
+    ) -> None:
         super().__init__(daemon=True)
+        self.finished, self.name = finished, name
         self.chunks = []
         self.first = threading.Event()
         self.done = threading.Event()
@@ -43,6 +47,8 @@ class Follower(threading.Thread):
         for chunk in self.stream:
             self.chunks.append(chunk)
             self.first.set()
+        if self.finished is not None:
+            self.finished.append(self.name)
         self.done.set()
 
     @property
@@ -116,6 +122,36 @@ def test_cancelling_one_row_does_not_disturb_the_others(engine):
     assert victim.result.finish_reason == "cancelled" and victim.result.completion_tokens < 200
     assert alone[1].startswith(victim.result.text)
     assert [first.result.text, third.result.text] == [alone[0], alone[2]]
+
+
+def test_an_adapter_that_does_not_fit_waits_for_a_row_while_others_join(
+    tmp_path, tiny_base_dir, tiny_adapters
+):
+    # tiny/a and tiny/b take 14336 bytes each on the device: one fits, not both
+    settings = engine_settings(
+        tmp_path, max_batch_size=4, max_new_tokens_limit=200, device_cache_bytes=20_000
+    )
+    engine = Engine.from_settings(settings, deployment_for(tiny_base_dir, tiny_adapters))
+    engine.eos_ids = frozenset()
+    try:
+        blocked = GenerationRequest("Third", "tiny/b", max_new_tokens=8)
+        alone = engine.generate([blocked])[0].text
+        order: list[str] = []
+        request = GenerationRequest(PROMPT, "tiny/a", max_new_tokens=120)
+        long = Follower(engine, request, finished=order, name="a")
+        long.start()
+        assert long.first.wait(30)
+        waiting = Follower(engine, blocked, finished=order, name="b")  # tiny/a is held
+        base = Follower(engine, GenerationRequest("Hi", None, 8), finished=order, name="base")
+        for follower in (waiting, base):
+            follower.start()
+        for follower in (long, waiting, base):
+            follower.join(60)
+        assert order == ["base", "a", "b"]
+        assert waiting.result.text == alone and long.result.completion_tokens == 120
+        assert engine.stats().evictions["device"] >= 1
+    finally:
+        engine.close()
 
 
 def test_requests_submitted_together_start_in_the_same_step(tmp_path, tiny_base_dir, tiny_adapters):
