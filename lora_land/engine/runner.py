@@ -119,7 +119,7 @@ class BatchRunner:
     def _start(self, job: Job, adapter: DeviceAdapter | None) -> Row:
         row = self.make_row(job, adapter)
         row.on_delta = _delta_sink(job)
-        row.on_finish = _finish_sink(job, time.perf_counter())
+        row.on_finish = _finish_sink(job)
         self._jobs[id(row)] = job
         return row
 
@@ -169,11 +169,13 @@ def _delta_sink(job: Job) -> Callable[[Row, str], None]:
     return on_delta
 
 
-def _finish_sink(job: Job, started: float) -> Callable[[Row], None]:
+def _finish_sink(job: Job) -> Callable[[Row], None]:
     def on_finish(row: Row) -> None:
         end = row.finished_at or time.perf_counter()
         first = row.first_token_at or end
-        decode_s = end - started
+        # decode rate: tokens sampled after the first (EOS included) over the time since it
+        sampled = len(row.ids) + (row.finish_reason == "eos")
+        decode_s = end - first
         result = GenerationResult(
             text=row.text,
             adapter_id=job.request.adapter_id,
@@ -182,7 +184,7 @@ def _finish_sink(job: Job, started: float) -> Callable[[Row], None]:
             finish_reason=row.finish_reason or "length",
             ttft_s=first - job.submitted_at,
             total_s=end - job.submitted_at,
-            tokens_per_s=len(row.ids) / decode_s if decode_s > 0 else 0.0,
+            tokens_per_s=(sampled - 1) / decode_s if decode_s > 0 and sampled > 1 else 0.0,
             adapter_state=job.adapter_state,
         )
         job.events.put(("done", result))

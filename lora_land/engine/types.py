@@ -38,7 +38,7 @@ class GenerationResult:
     finish_reason: FinishReason
     ttft_s: float  # seconds from submission to the first generated token
     total_s: float  # seconds from submission to the end
-    tokens_per_s: float  # completion tokens / decode time
+    tokens_per_s: float  # decode rate: tokens sampled after the first / time since the first
     # where the adapter was when the request came: resident (hot), host memory (warm), disk (cold)
     adapter_state: AdapterState
 

@@ -51,6 +51,10 @@ def test_stream_chunks_add_up_to_the_result(engine):
     assert result.text == _greedy(engine, adapter="tiny/a", n=15).text
     assert result.completion_tokens <= 15 and result.prompt_tokens == engine.count_tokens(PROMPT)
     assert result.ttft_s > 0 and result.total_s >= result.ttft_s and result.tokens_per_s > 0
+    # the rate is a decode rate: tokens after the first over the time after the first
+    sampled = result.completion_tokens + (result.finish_reason == "eos")
+    decode_s = result.total_s - result.ttft_s
+    assert result.tokens_per_s == pytest.approx((sampled - 1) / decode_s, rel=1e-6)
 
 
 def test_stop_sequences_end_the_text_and_are_not_included(engine):
