@@ -60,16 +60,22 @@ def on_task(services: Services, library: ExampleLibrary, base: str, task_name: s
         note,
         view.token_count_markdown(services, task_name, [], new),
         "",
-        {"example": None},
+        {"task": task_name, "example": None},
     )
 
 
 def on_picker(
-    services: Services, library: ExampleLibrary, base: str, category: str, task: str, new: int
+    services: Services, library: ExampleLibrary, base: str, category: str, session: dict, new: int
 ):
-    """Base or category changed: new task choices (keeping the task when it still fits)."""
+    """Base or category changed: new task choices (keeping the task when it still fits).
+
+    The current task comes from the session, not from the task dropdown: a picker event
+    can be sent with the dropdown's old value while an earlier event is changing its
+    choices, and Gradio then refuses the stale value.
+    """
     choices = view.task_choices(services, base, category)
     names = [name for _, name in choices]
+    task = (session or {}).get("task")
     task = task if task in names else names[0]
     return (gr.update(choices=choices, value=task), *on_task(services, library, base, task, new))
 
@@ -85,7 +91,7 @@ def on_example(services: Services, library: ExampleLibrary, task_name: str, inde
         *_field_updates(task, values),
         view.token_count_markdown(services, task_name, values, new),
         gold,
-        {"example": chosen},
+        {"task": task_name, "example": chosen},
     )
 
 
@@ -137,7 +143,8 @@ def build_playground_tab(services: Services, examples: ExampleLibrary | None = N
     base0 = view.served_base(services)
     task0 = view.default_task(services, base0, view.ALL)
     task = services.catalog.tasks[task0]
-    session = gr.State({"example": None})  # per user: the chosen example and its gold answer
+    # per user: the current task, the chosen example and its gold answer
+    session = gr.State({"task": task0, "example": None})
     cancel = gr.State(None)  # per user: the threading.Event that stops the current run
     with gr.Row():
         base_dd = gr.Dropdown(
@@ -208,7 +215,7 @@ def build_playground_tab(services: Services, examples: ExampleLibrary | None = N
                 outputs.append(gr.Markdown(elem_id=f"pg-{key}-stats"))
 
     task_outputs = [details, template, *fields, chips, chips_note, tokens, gold, session]
-    picker_inputs = [base_dd, cat_dd, task_dd, new]
+    picker_inputs = [base_dd, cat_dd, session, new]
     for picker in (base_dd, cat_dd):
         picker.input(partial(on_picker, services, library), picker_inputs, [task_dd, *task_outputs])
     task_dd.input(partial(on_task, services, library), [base_dd, task_dd, new], task_outputs)

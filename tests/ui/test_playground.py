@@ -87,10 +87,20 @@ def test_tasks_with_a_served_adapter_are_listed_first_and_marked(tmp_path):
 
 def test_changing_category_picks_a_task_of_that_category(tmp_path):
     services = make_services(tmp_path, None)
-    out = pg.on_picker(services, library(), BASE, "Math", "glue_sst2", 16)
+    session = {"task": "glue_sst2", "example": None}
+    out = pg.on_picker(services, library(), BASE, "Math", session, 16)
     assert out[0]["value"] == "gsm8k"
     assert "GSM8K" in out[1] or "gsm8k" in out[1]
     assert out[2] == services.catalog.tasks["gsm8k"].prompt_template
+    assert out[-1] == {"task": "gsm8k", "example": None}
+
+
+def test_changing_category_keeps_the_session_task_when_it_fits(tmp_path):
+    services = make_services(tmp_path, None)
+    session = {"task": "glue_cola", "example": None}
+    out = pg.on_picker(services, library(), BASE, "Reasoning", session, 16)
+    assert out[0]["value"] == "glue_cola"
+    assert out[-1]["task"] == "glue_cola"
 
 
 def test_details_show_report_scores_for_a_report_base(tmp_path):
