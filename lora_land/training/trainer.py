@@ -25,7 +25,7 @@ from lora_land.errors import UserError
 from lora_land.evaluation.bases import resolve_base
 from lora_land.evaluation.tasks import load_task, read_rows
 from lora_land.training.examples import batch_schedule, build_examples, iter_batches
-from lora_land.training.model_card import SUMMARY_FILE, write_model_card
+from lora_land.training.model_card import SUMMARY_FILE, display_path, write_model_card
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
@@ -54,10 +54,8 @@ class TrainConfig:
         d = asdict(self)
         d.pop("checkpoint_every")
         d.pop("out")
-        return {
-            k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
-            for k, v in d.items()
-        }
+        d["data"] = display_path(self.data)  # "shared/data/...": no machine's own paths
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 @dataclass
