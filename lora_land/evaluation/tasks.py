@@ -1,9 +1,9 @@
 """Task lookup for training and evaluation: template, fields, target and metric of a task.
 
-Prefers the catalog (`lora_land.catalog.load_catalog`); when the catalog package is not
-importable it reads the report's `tasks.json` (in `leaderboards/` or `../shared/data/loraland/`).
-It renders prompts exactly as the report did (`template.format(**fields)`). It does not score
-or generate anything.
+A thin view of the catalog's `Task` (`lora_land.catalog.load_catalog`) for rendering data rows:
+unlike the playground, a row may leave a field blank (covid's Location often is). It renders
+prompts exactly as the report did (`template.format(**fields)`). It does not score or
+generate anything.
 """
 
 from __future__ import annotations
@@ -14,13 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_land.config import PROJECT_ROOT
+from lora_land.catalog import load_catalog
 from lora_land.errors import PromptError, UserError
-
-_TASKS_JSON_CANDIDATES = (
-    PROJECT_ROOT / "leaderboards" / "tasks.json",
-    PROJECT_ROOT.parent / "shared" / "data" / "loraland" / "tasks.json",
-)
 
 
 @dataclass(frozen=True)
@@ -51,45 +46,13 @@ class TaskSpec:
         return self.eval_prompt_template.format(**{n: str(values[n]) for n in names})
 
 
-def _from_catalog(name: str) -> TaskSpec | None:
-    try:
-        from lora_land.catalog import load_catalog
-    except ImportError:
-        return None
-    try:
-        tasks = load_catalog().tasks
-    except Exception:  # a half-written catalog must not block training; fall back to the file
-        return None
-    if name not in tasks:
-        return None
-    t = tasks[name]
-    eval_template = getattr(t, "eval_prompt_template", None)
-    if eval_template is None:  # older catalogs do not carry it: read it from tasks.json
-        eval_template = _from_tasks_json(name).eval_prompt_template
-    return TaskSpec(t.name, t.prompt_template, tuple(t.fields), t.metric_fn, eval_template)
-
-
-def _from_tasks_json(name: str) -> TaskSpec:
-    for path in _TASKS_JSON_CANDIDATES:
-        if path.is_file():
-            rows = {row["name"]: row for row in json.loads(path.read_text())}
-            if name not in rows:
-                raise UserError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(rows))}")
-            row = rows[name]
-            fields = row.get("template_placeholders") or row.get("input_columns") or []
-            return TaskSpec(
-                row["name"],
-                row["prompt_template"],
-                tuple(fields),
-                row["metric_fn"],
-                row.get("eval_prompt_template"),
-            )
-    raise UserError(f"no tasks.json found (looked in {[str(p) for p in _TASKS_JSON_CANDIDATES]})")
-
-
 def load_task(name: str) -> TaskSpec:
-    """The task called `name` (catalog first, then the report's tasks.json)."""
-    return _from_catalog(name) or _from_tasks_json(name)
+    """The task called `name`, from the catalog; a miss lists the valid names."""
+    tasks = load_catalog().tasks
+    if name not in tasks:
+        raise UserError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(tasks))}")
+    t = tasks[name]
+    return TaskSpec(t.name, t.prompt_template, tuple(t.fields), t.metric_fn, t.eval_prompt_template)
 
 
 def read_rows(path: Path) -> list[dict]:
