@@ -109,10 +109,15 @@ def choose(page, elem_id: str, option: str) -> None:
 
 
 def run_and_wait(page) -> dict[str, str]:
-    page.locator("#pg-run").click()
+    """Click Run and wait for this run's final stats (not the previous run's, still shown)."""
     stats = {key: page.locator(f"#pg-{key}-stats") for key in ("finetuned", "base", "reference")}
+    before = {key: stats[key].inner_text() for key in ("finetuned", "base")}
+    page.locator("#pg-run").click()
     for key in ("finetuned", "base"):
-        stats[key].get_by_text(re.compile(r"TTFT .* tokens?")).wait_for(timeout=240_000)
+        if before[key].strip() not in ("", "…"):
+            expect(stats[key]).not_to_have_text(before[key], timeout=240_000)
+        expect(stats[key]).to_contain_text(re.compile(r"TTFT .* tokens?"), timeout=240_000)
+        expect(stats[key]).not_to_contain_text("Generating", timeout=240_000)
     stats["reference"].get_by_text(re.compile("gpt-4, from the")).wait_for(timeout=60_000)
     return {key: locator.inner_text() for key, locator in stats.items()}
 
