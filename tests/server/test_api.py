@@ -7,19 +7,15 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from types import SimpleNamespace
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from lora_land.config import Settings
 from lora_land.deployment import load_deployment
 from lora_land.server.api import install_api
-from tests.browser.conftest import free_port
 from tests.fakes import FakeEngine
 
 ADAPTER = "smollm2-135m-instruct/glue_sst2"
@@ -31,24 +27,15 @@ def engine() -> FakeEngine:
 
 
 @pytest.fixture
-def client(engine, tmp_path):
+def client(engine, tmp_path, serve_asgi):
     settings = Settings(adapters_dir_override=tmp_path, max_new_tokens_limit=64)
     services = SimpleNamespace(
         settings=settings, deployment=load_deployment(settings), engine=engine
     )
     app = FastAPI()
     install_api(app, services)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=10) as c:
+    with httpx.Client(base_url=f"{serve_asgi(app)}/api/v1", timeout=10) as c:
         yield c
-    server.should_exit = True
-    thread.join(5)
 
 
 def test_generate_routes_the_adapter_and_returns_details(client, engine):

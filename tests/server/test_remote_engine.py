@@ -7,12 +7,9 @@ both protocols end to end over real HTTP.
 
 from __future__ import annotations
 
-import threading
-import time
 from types import SimpleNamespace
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from lora_land.config import Settings
@@ -28,7 +25,7 @@ ADAPTER = "smollm2-135m-instruct/glue_sst2"
 
 
 @pytest.fixture
-def served(tmp_path):
+def served(tmp_path, serve_asgi):
     """(fake engine behind the server, deployment, base URL of the server's API)."""
     (tmp_path / "glue_sst2").mkdir()
     (tmp_path / "glue_sst2" / "adapter_config.json").write_text("{}")
@@ -37,16 +34,7 @@ def served(tmp_path):
     fake = FakeEngine(adapters=[ADAPTER], replies={ADAPTER: "1", None: "a fine film indeed"})
     app = FastAPI()
     install_api(app, SimpleNamespace(settings=settings, deployment=deployment, engine=fake))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield fake, deployment, f"http://127.0.0.1:{port}/api/v1"
-    server.should_exit = True
-    thread.join(5)
+    return fake, deployment, f"{serve_asgi(app)}/api/v1"
 
 
 @pytest.mark.parametrize("protocol", ["lorax", "openai"])
