@@ -18,13 +18,13 @@ import json
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from bench.common import time_ms
 from lora_land.catalog import SORTABLE, load_catalog
 from lora_land.ui.leaderboard import ALL, leaderboard_view
 
@@ -41,14 +41,8 @@ FILTERS: list[dict[str, Any]] = [
 
 def timings(fn: Callable[[], object], reps: int) -> list[float]:
     """Milliseconds of `reps` calls of `fn` after 3 warm-up calls."""
-    for _ in range(3):
-        fn()
-    out = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - start) * 1000)
-    return out
+    time_ms(fn, 3)
+    return time_ms(fn, reps)
 
 
 def p50_p95(samples: list[float]) -> tuple[float, float]:
