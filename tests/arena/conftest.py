@@ -35,7 +35,7 @@ def make_services(tmp_path: Path, reference_url: str | None = None, **settings_k
     engine = FakeEngine(
         base_name=BASE,
         adapters=list(adapters),
-        replies={SST2: "1", SST2_DPO: "1", COLA: "0", None: "The sentence is positive"},
+        replies={SST2: "1", SST2_DPO: "1 (positive)", COLA: "0", None: "The sentence is positive"},
     )
     reference = ReferenceClient(
         base_url=reference_url,

@@ -13,7 +13,7 @@ def test_three_contestants_stream_together_and_end_with_stats(services):
     contestants = cs.find(services, "glue_sst2", [SST2, BASE, SST2_DPO])
     states = list(stream_outputs(services, contestants, "Is it positive? great", 16))
     last = states[-1]
-    assert [o.text for o in last] == ["1", "The sentence is positive", "1"]
+    assert [o.text for o in last] == ["1", "The sentence is positive", "1 (positive)"]
     assert all(o.done and o.error is None for o in last)
     assert "TTFT" in last[1].stats() and "4 tokens" in last[1].stats()
     # partial text was shown before the end

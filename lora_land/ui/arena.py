@@ -1,0 +1,362 @@
+"""The Arena tab: blind battles between two contestants, votes, the reveal, and ratings.
+
+Layout and wiring at the bottom (`build_arena_tab`); the handlers above it are plain
+functions of their inputs, tested without a browser. Per-user data (the session token, the
+current battle, its outputs, the rate limit) lives in `gr.State`; votes go to the SQLite
+`VoteStore`. Battles, judging and ratings come from `lora_land.arena`.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+import pandas as pd
+
+from lora_land.arena import battles as bt
+from lora_land.arena.ratings import rate
+from lora_land.arena.run import stream_outputs
+from lora_land.arena.store import VoteStore
+from lora_land.errors import UserError
+from lora_land.examples import ExampleLibrary
+from lora_land.ui.contest import field_updates, gold_for, metric_line, score_outputs
+
+if TYPE_CHECKING:
+    from lora_land.services import Services
+
+OVERALL = "overall"
+VOTES = (
+    ("left", "👈 A is better"),
+    ("right", "👉 B is better"),
+    ("tie", "🤝 Tie"),
+    ("both_bad", "👎 Both are bad"),
+)
+VOTE_WORDS = {"left": "A is better", "right": "B is better", "tie": "a tie", "both_bad": "both bad"}
+RATING_COLUMNS = [
+    "Rank",
+    "Contestant",
+    "Rating",
+    "95% CI",
+    "Votes",
+    "W / L / T",
+    "Metric score",
+    "Metric rank",
+]
+DEFAULT_NEW_TOKENS = 64
+
+
+def task_choices(services: Services) -> list[tuple[str, str]]:
+    tasks = services.catalog.tasks
+    named = [(f"{tasks[t].ui_name} ({t})", t) for t in bt.battle_tasks(services)]
+    return [("🎲 Random task", bt.RANDOM_TASK), *named]
+
+
+def new_session(services: Services, task: str | None = None) -> dict[str, Any]:
+    return {"token": None, "task": task, "example": None, "battle": None, "outputs": None}
+
+
+def _token(session: dict) -> str:
+    if not session.get("token"):  # per browser session, made on first use (never shared)
+        session["token"] = uuid.uuid4().hex
+    return session["token"]
+
+
+def on_task(services: Services, library: ExampleLibrary, choice: str, session: dict):
+    """Task chosen ("random" draws one now, with one of its examples): fields and chips."""
+    session = dict(session or {})
+    task_name, values = choice, None
+    if choice == bt.RANDOM_TASK:
+        task_name = random.choice(bt.battle_tasks(services))
+        found = library.for_task(services.catalog.tasks[task_name])
+        if found:
+            example = random.choice(found)
+            values = example.values
+            session["example"] = {"values": example.values, "target": example.target}
+    else:
+        session["example"] = None
+    task = services.catalog.tasks[task_name]
+    session.update(task=task_name, battle=None, outputs=None)
+    found = library.for_task(task)
+    note = f"Task: **{task.ui_name}** (`{task_name}`) · metric `{task.metric}`"
+    shown = [values.get(f, "") for f in task.fields] if values else None
+    chips = gr.Dataset(samples=[[e.label] for e in found])
+    return (*field_updates(task, shown), chips, note, session)
+
+
+def on_example(services: Services, library: ExampleLibrary, index: int, session: dict):
+    session = dict(session or {})
+    task = services.catalog.tasks[session["task"]]
+    example = library.for_task(task)[int(index)]
+    session["example"] = {"values": example.values, "target": example.target, "row": example.row}
+    return (*field_updates(task, [example.values[f] for f in task.fields]), session)
+
+
+def _buttons(enabled: bool) -> list[Any]:
+    return [gr.update(interactive=enabled) for _ in VOTES]
+
+
+def start_battle(services: Services, new: int, session: dict, *values: str) -> Iterator[list[Any]]:
+    """The Battle button: two anonymous panes stream; votes open when both are done."""
+    session = dict(session or {})
+    if not session.get("task"):
+        session["task"] = bt.battle_tasks(services)[0]
+    task = services.catalog.tasks[session["task"]]
+    given = dict(zip(task.fields, values, strict=False))
+    limit = session.get("limit") or bt.RateLimit(services.settings.arena_battles_per_minute)
+    session["limit"] = limit
+    try:
+        limit.check("battles")
+        gold, row = gold_for(task, given, session.get("example"))
+        battle = bt.new_battle(
+            services, task.name, given, max_new_tokens=int(new), gold=gold, row=row
+        )
+    except UserError as e:
+        yield ["", "", "", "", f"⚠ {e}", *_buttons(False), session]
+        return
+    session.update(battle=battle, outputs=None, done_at=None, voted=False)
+    cancel = threading.Event()
+    try:
+        for outputs in stream_outputs(
+            services, [battle.left, battle.right], battle.prompt, int(new), cancel
+        ):
+            texts = [o.text if o.error is None else f"⚠ {o.error}" for o in outputs]
+            status = ["✓ done" if o.done else "generating…" for o in outputs]
+            yield [*texts, *status, "", *_buttons(False), session]
+    finally:
+        cancel.set()
+    session.update(outputs=[o.text for o in outputs], done_at=time.time())
+    errors = [o.error for o in outputs if o.error]
+    if errors:
+        note = f"⚠ This battle cannot be judged: {errors[0]}. Start a new battle."
+        yield [*texts, *status, note, *_buttons(False), session]
+        return
+    note = "Both answers are in. Which is better? Names are revealed after your vote."
+    yield [*texts, *status, note, *_buttons(True), session]
+
+
+def cast_vote(services: Services, store: VoteStore, kind: str, session: dict) -> list[Any]:
+    """A vote button: store the vote, reveal names and scores, update the ratings."""
+    session = dict(session or {})
+    battle: bt.Battle | None = session.get("battle")
+    if battle is None or session.get("outputs") is None or session.get("voted"):
+        why = "this battle already has your vote" if session.get("voted") else "no battle yet"
+        skip = [gr.skip(), gr.skip()]
+        return [f"⚠ {why}; start a new battle.", "", "", *_buttons(False), *skip, session]
+    outputs = session["outputs"]
+    scores = score_outputs(battle.task, battle.gold, battle.row, outputs, services)
+    try:
+        vote = bt.judge(
+            services.settings,
+            battle,
+            outputs,
+            kind,  # type: ignore[arg-type]
+            store.session_hash(_token(session)),
+            outputs_done_at=session["done_at"],
+            scores=scores,
+        )
+        store.record(vote)
+    except UserError as e:
+        return [f"⚠ {e}", "", "", *_buttons(False), gr.skip(), gr.skip(), session]
+    session["voted"] = True
+    stats = [
+        f"**{c.label}**" + metric_line(services, battle, s)
+        for c, s in ((battle.left, scores[0]), (battle.right, scores[1]))
+    ]
+    return [
+        reveal_markdown(battle, vote),
+        *stats,
+        *_buttons(False),
+        gr.update(value=battle.task),
+        ratings_frame(services, store, battle.task),
+        session,
+    ]
+
+
+def reveal_markdown(battle: bt.Battle, vote) -> str:
+    lines = [
+        f"### Revealed: A was **{battle.left.label}**, B was **{battle.right.label}**",
+        f"Your vote: **{VOTE_WORDS[vote.vote]}** (task `{battle.task}`).",
+    ]
+    if vote.vote in ("left", "right") and vote.outcome == "tie":
+        lines.append(f"The two answers are identical ({bt.NOT_DECISIVE}): counted as a tie.")
+    if vote.flag == bt.TOO_FAST:
+        lines.append(
+            f"Flagged: voted {vote.read_s:.1f} s after the answers finished, faster than they "
+            "can be read; kept, but left out of the ratings."
+        )
+    return "\n\n".join(lines)
+
+
+def new_battle_reset(session: dict) -> list[Any]:
+    """ "New battle": clear the panes, keep the task and the fields."""
+    session = dict(session or {})
+    session.update(battle=None, outputs=None, voted=False)
+    return ["", "", "", "", "", *_buttons(False), session]
+
+
+def ratings_frame(services: Services, store: VoteStore, scope: str) -> pd.DataFrame:
+    """Bradley-Terry ratings (95% CI, votes) beside the metric ranking on the task's rows."""
+    task = None if scope == OVERALL else scope
+    ratings = rate(store.battles(task), resamples=100)
+    metrics = {r.contestant: contest_metric(services, task, r.contestant) for r in ratings}
+    known = sorted((m[0], c) for c, m in metrics.items() if m is not None)
+    metric_rank = {c: i + 1 for i, (_, c) in enumerate(sorted(known, key=lambda x: -x[0]))}
+    rows = []
+    for rank, r in enumerate(ratings, 1):
+        m = metrics[r.contestant]
+        rows.append(
+            [
+                rank,
+                r.contestant,
+                round(r.rating),
+                f"{r.low:.0f} – {r.high:.0f}",
+                r.votes,
+                f"{r.wins} / {r.losses} / {r.ties}",
+                f"{m[0]:.3f} ({m[1]})" if m else "—",
+                metric_rank.get(r.contestant, "—"),
+            ]
+        )
+    return pd.DataFrame(rows, columns=RATING_COLUMNS)
+
+
+def contest_metric(services: Services, task: str | None, contestant: str):
+    """(score, where it comes from) of a contestant on the task's evaluation rows, if known."""
+    if task is None:
+        return None
+    spec = services.catalog.tasks[task]
+    if contestant.startswith("reference:"):
+        return (spec.gpt4, "report's GPT-4") if spec.gpt4 is not None else None
+    base = services.deployment.base.name
+    adapter = "" if contestant == base else contestant
+    for m in services.catalog.measured:
+        if (m.task, m.base_model, m.adapter) == (task, base, adapter):
+            return (m.score, f"n={m.n}")
+    return None
+
+
+def ratings_note(store: VoteStore) -> str:
+    total, counted = store.count(), len(store.battles())
+    return (
+        f"{counted} of {total} votes counted (too-fast votes are kept but left out). "
+        "Ratings: Bradley-Terry by maximum likelihood, Elo-like scale (400 points = 10:1 odds, "
+        "mean 1000), 95% bootstrap intervals (100 resamples); ties and both-bad count as half "
+        "a win each. Metric score: the task metric on its evaluation rows (measured here; "
+        "GPT-4 from the report)."
+    )
+
+
+def build_arena_tab(
+    services: Services, examples: ExampleLibrary | None = None, store: VoteStore | None = None
+) -> None:
+    """Build the tab inside the caller's Blocks/Tab context."""
+    library = examples or ExampleLibrary.from_settings(services.settings)
+    store = store or VoteStore(services.settings.arena_db)
+    tasks = bt.battle_tasks(services)
+    if not tasks:
+        gr.Markdown("No task has two contestants here: serve an adapter to open the Arena.")
+        return
+    task0 = services.catalog.tasks[tasks[0]]
+    session = gr.State(new_session(services, task0.name))
+    gr.Markdown(
+        "Two anonymous contestants answer the same prompt. Vote for the better answer; the "
+        "names are revealed after your vote."
+    )
+    with gr.Row():
+        task_dd = gr.Dropdown(
+            task_choices(services), value=task0.name, label="Task", elem_id="arena-task"
+        )
+        limit = services.settings.max_new_tokens_limit
+        new = gr.Slider(
+            1,
+            limit,
+            value=min(DEFAULT_NEW_TOKENS, limit),
+            step=1,
+            label="Max new tokens",
+            elem_id="arena-max-new",
+        )
+    task_note = gr.Markdown(f"Task: **{task0.ui_name}** (`{task0.name}`)", elem_id="arena-note")
+    chips = gr.Dataset(
+        components=["textbox"],
+        samples=[[e.label] for e in library.for_task(task0)],
+        type="index",
+        label="Example prompts",
+        elem_id="arena-examples",
+    )
+    fields = [
+        gr.Textbox(lines=2, elem_id=f"arena-field-{i}", **update)
+        for i, update in enumerate(field_updates(task0, None, as_kwargs=True))
+    ]
+    with gr.Row():
+        battle_btn = gr.Button("⚔️ Battle", variant="primary", elem_id="arena-battle")
+        reset_btn = gr.Button("New battle", elem_id="arena-new")
+    panes, status = [], []
+    with gr.Row(equal_height=True):
+        for side in ("A", "B"):
+            with gr.Column():
+                gr.Markdown(f"#### Model {side}")
+                panes.append(
+                    gr.Textbox(
+                        lines=6,
+                        interactive=False,
+                        show_label=False,
+                        elem_id=f"arena-{side.lower()}-text",
+                    )
+                )
+                status.append(gr.Markdown(elem_id=f"arena-{side.lower()}-stats"))
+    with gr.Row():
+        buttons = [
+            gr.Button(label, interactive=False, elem_id=f"arena-vote-{kind}")
+            for kind, label in VOTES
+        ]
+    reveal = gr.Markdown(elem_id="arena-reveal")
+    gr.Markdown("### Ratings")
+    scope = gr.Dropdown(
+        [("Overall", OVERALL), *task_choices(services)[1:]],
+        value=task0.name,
+        label="Ratings for",
+        elem_id="arena-scope",
+    )
+    table = gr.Dataframe(
+        ratings_frame(services, store, task0.name), interactive=False, elem_id="arena-ratings"
+    )
+    note = gr.Markdown(ratings_note(store))
+
+    task_dd.input(
+        partial(on_task, services, library),
+        [task_dd, session],
+        [*fields, chips, task_note, session],
+        api_name="arena_task",
+    )
+    chips.click(
+        partial(on_example, services, library),
+        [chips, session],
+        [*fields, session],
+        api_visibility="private",
+    )
+    started = battle_btn.click(
+        partial(start_battle, services),
+        [new, session, *fields],
+        [*panes, *status, reveal, *buttons, session],
+        api_name="arena_battle",
+    )
+    for (kind, _), button in zip(VOTES, buttons, strict=True):
+        button.click(
+            partial(cast_vote, services, store, kind),
+            [session],
+            [reveal, *status, *buttons, scope, table, session],
+            api_name=f"arena_vote_{kind}",
+        ).then(lambda: ratings_note(store), None, note, api_visibility="private")
+    reset_btn.click(
+        new_battle_reset,
+        [session],
+        [*panes, *status, reveal, *buttons, session],
+        cancels=[started],
+        api_visibility="private",
+    )
+    scope.input(partial(ratings_frame, services, store), [scope], table, api_name="arena_ratings")
