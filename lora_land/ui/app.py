@@ -74,6 +74,10 @@ def build_demo(services: Services) -> gr.Blocks:
                 build_playground_tab(services)
             with gr.Tab("Leaderboard", id="leaderboard"):
                 build_leaderboard_tab(services)
+            with gr.Tab("Compare", id="compare"):
+                from lora_land.ui.compare import build_compare_tab
+
+                build_compare_tab(services)
             with gr.Tab("Arena", id="arena"):
                 from lora_land.ui.arena import build_arena_tab
 
