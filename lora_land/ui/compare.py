@@ -338,10 +338,8 @@ def build_compare_tab(services: Services, examples: ExampleLibrary | None = None
         api_name="compare_rows",
     )
     shown.input(rows_frame, [report, shown], rows_table, api_visibility="private")
-    gr.on(
-        None,
-        partial(restore, services, library),
-        None,
-        [task_dd, picked, *fields, chips, session],
-        api_visibility="private",
-    )
+
+    def on_load(request: gr.Request):  # a shared URL's query parameters
+        return restore(services, library, request)
+
+    gr.on(None, on_load, None, [task_dd, picked, *fields, chips, session], api_visibility="private")
