@@ -6,8 +6,9 @@ each event: the engine contestants go to the engine together (one batch) through
 becomes its pane's message; the others go on. `generate_rows` answers many prompts per
 contestant for Compare on rows, in one engine batch per chunk of rows.
 
-`engine_events` is the one place that talks to the engine; it will become a call of the
-generation service's `stream_many` once that service exists. No Gradio here.
+`engine_events` is the one place that talks to the engine, through the generation service
+(`services.generation`: `prepare` checks each request, `stream_many` runs them together).
+No Gradio here.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from typing import TYPE_CHECKING
 
 from lora_land.arena.contestants import Contestant
 from lora_land.engine.types import GenerationRequest, StreamChunk
-from lora_land.errors import GenerationCancelled, UserError
+from lora_land.errors import UserError
 
 if TYPE_CHECKING:
     from lora_land.services import Services
 
 log = logging.getLogger(__name__)
-_DONE = object()
 
 
 @dataclass(frozen=True)
@@ -60,36 +60,22 @@ def request_for(contestant: Contestant, prompt: str, max_new_tokens: int) -> Gen
 def engine_events(
     services: Services, requests: Sequence[GenerationRequest], cancel: threading.Event
 ) -> Iterator[tuple[int, StreamChunk | Exception]]:
-    """(index, chunk or error) for all requests streamed at once; ends when all are done.
-
-    Today: one `engine.stream` per request in worker threads (the engine's admission window
-    puts requests sent together into one batch). To become `generation.stream_many`.
-    """
-    events: queue.Queue = queue.Queue()
-
-    def worker(index: int, request: GenerationRequest) -> None:
-        try:
-            for chunk in services.engine.stream(request, cancel):
-                events.put((index, chunk))
-        except UserError as e:
-            events.put((index, e))
-        except GenerationCancelled:
-            events.put((index, UserError("Stopped.")))
-        except Exception as e:  # a bug: log it, show a short message
-            log.exception("engine stream failed for %s", request.adapter_id)
-            events.put((index, UserError(f"the engine failed ({type(e).__name__}); see the log")))
-        finally:
-            events.put((index, _DONE))
-
+    """(index, chunk or error) for all requests, run together through the generation
+    service's `stream_many` (one engine batch); a request refused by `prepare` fails alone."""
+    prepared, at = [], []
     for index, request in enumerate(requests):
-        threading.Thread(target=worker, args=(index, request), daemon=True).start()
-    waiting = set(range(len(requests)))
-    while waiting:
-        index, item = events.get()
-        if item is _DONE:
-            waiting.discard(index)
-        else:
-            yield index, item
+        try:
+            prepared.append(services.generation.prepare(request))
+            at.append(index)
+        except UserError as e:
+            yield index, e
+    if not prepared:
+        return
+    for event in services.generation.stream_many(prepared, cancel):
+        if event.error is not None:
+            yield at[event.index], event.error
+        elif event.chunk is not None:
+            yield at[event.index], event.chunk
 
 
 def _apply(output: Output, item: StreamChunk | Exception) -> Output:
@@ -165,35 +151,31 @@ def generate_rows(
     on_progress: Callable[[int, int], None] | None = None,
     chunk: int = 8,
 ) -> list[list[Output]]:
-    """outputs[c][r]: contestant c's answer to prompt r (engine rows batched per chunk)."""
+    """outputs[c][r]: contestant c's answer to prompt r. Each chunk of rows goes to the
+    engine as one batch for all engine contestants; the reference is asked row by row."""
     total = len(contestants) * len(prompts)
+    table = [[Output() for _ in prompts] for _ in contestants]
     done = 0
-    table: list[list[Output]] = []
-    for contestant in contestants:
-        answers: list[Output] = []
-        for start in range(0, len(prompts), chunk):
-            part = prompts[start : start + chunk]
-            answers += _answer_many(services, contestant, part, max_new_tokens)
-            done += len(part)
-            if on_progress is not None:
-                on_progress(done, total)
-        table.append(answers)
+    for start in range(0, len(prompts), chunk):
+        rows = range(start, min(start + chunk, len(prompts)))
+        cells = [(c, r) for c in range(len(contestants)) for r in rows]
+        engine_cells = [(c, r) for c, r in cells if contestants[c].kind != "reference"]
+        requests = [
+            request_for(contestants[c], prompts[r], max_new_tokens) for c, r in engine_cells
+        ]
+        for k, item in engine_events(services, requests, threading.Event()):
+            c, r = engine_cells[k]
+            table[c][r] = _apply(table[c][r], item)
+            if table[c][r].done:
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, total)
+        for c, r in cells:
+            if contestants[c].kind == "reference":
+                got: list[Output] = []
+                _ask_reference(services, prompts[r], max_new_tokens, got.append)
+                table[c][r] = got[0]
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, total)
     return table
-
-
-def _answer_many(
-    services: Services, contestant: Contestant, prompts: Sequence[str], max_new_tokens: int
-) -> list[Output]:
-    if contestant.kind == "reference":
-        got: list[Output] = []
-        for prompt in prompts:
-            _ask_reference(services, prompt, max_new_tokens, got.append)
-        return got
-    requests = [request_for(contestant, p, max_new_tokens) for p in prompts]
-    try:
-        results = services.engine.generate(requests)
-    except UserError as e:
-        return [Output(done=True, error=str(e)) for _ in prompts]
-    return [
-        Output(r.text, True, None, r.ttft_s, r.tokens_per_s, r.completion_tokens) for r in results
-    ]
