@@ -17,20 +17,18 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
-import pandas as pd
 
 from lora_land.arena import battles as bt
-from lora_land.arena.ratings import rate
 from lora_land.arena.run import stream_outputs
 from lora_land.arena.store import VoteStore
 from lora_land.errors import UserError
 from lora_land.examples import ExampleLibrary
+from lora_land.ui.arena_view import OVERALL, ratings_figure, ratings_frame, ratings_note
 from lora_land.ui.contest import field_updates, gold_for, metric_line, score_outputs
 
 if TYPE_CHECKING:
     from lora_land.services import Services
 
-OVERALL = "overall"
 VOTES = (
     ("left", "👈 A is better"),
     ("right", "👉 B is better"),
@@ -38,16 +36,6 @@ VOTES = (
     ("both_bad", "👎 Both are bad"),
 )
 VOTE_WORDS = {"left": "A is better", "right": "B is better", "tie": "a tie", "both_bad": "both bad"}
-RATING_COLUMNS = [
-    "Rank",
-    "Contestant",
-    "Rating",
-    "95% CI",
-    "Votes",
-    "W / L / T",
-    "Metric score",
-    "Metric rank",
-]
 DEFAULT_NEW_TOKENS = 64
 
 
@@ -200,57 +188,6 @@ def new_battle_reset(session: dict) -> list[Any]:
     return ["", "", "", "", "", *_buttons(False), session]
 
 
-def ratings_frame(services: Services, store: VoteStore, scope: str) -> pd.DataFrame:
-    """Bradley-Terry ratings (95% CI, votes) beside the metric ranking on the task's rows."""
-    task = None if scope == OVERALL else scope
-    ratings = rate(store.battles(task), resamples=100)
-    metrics = {r.contestant: contest_metric(services, task, r.contestant) for r in ratings}
-    known = sorted((m[0], c) for c, m in metrics.items() if m is not None)
-    metric_rank = {c: i + 1 for i, (_, c) in enumerate(sorted(known, key=lambda x: -x[0]))}
-    rows = []
-    for rank, r in enumerate(ratings, 1):
-        m = metrics[r.contestant]
-        rows.append(
-            [
-                rank,
-                r.contestant,
-                round(r.rating),
-                f"{r.low:.0f} – {r.high:.0f}",
-                r.votes,
-                f"{r.wins} / {r.losses} / {r.ties}",
-                f"{m[0]:.3f} ({m[1]})" if m else "—",
-                metric_rank.get(r.contestant, "—"),
-            ]
-        )
-    return pd.DataFrame(rows, columns=RATING_COLUMNS)
-
-
-def contest_metric(services: Services, task: str | None, contestant: str):
-    """(score, where it comes from) of a contestant on the task's evaluation rows, if known."""
-    if task is None:
-        return None
-    spec = services.catalog.tasks[task]
-    if contestant.startswith("reference:"):
-        return (spec.gpt4, "report's GPT-4") if spec.gpt4 is not None else None
-    base = services.deployment.base.name
-    adapter = "" if contestant == base else contestant
-    for m in services.catalog.measured:
-        if (m.task, m.base_model, m.adapter) == (task, base, adapter):
-            return (m.score, f"n={m.n}")
-    return None
-
-
-def ratings_note(store: VoteStore) -> str:
-    total, counted = store.count(), len(store.battles())
-    return (
-        f"{counted} of {total} votes counted (too-fast votes are kept but left out). "
-        "Ratings: Bradley-Terry by maximum likelihood, Elo-like scale (400 points = 10:1 odds, "
-        "mean 1000), 95% bootstrap intervals (100 resamples); ties and both-bad count as half "
-        "a win each. Metric score: the task metric on its evaluation rows (measured here; "
-        "GPT-4 from the report)."
-    )
-
-
 def build_arena_tab(
     services: Services, examples: ExampleLibrary | None = None, store: VoteStore | None = None
 ) -> None:
@@ -322,9 +259,10 @@ def build_arena_tab(
         label="Ratings for",
         elem_id="arena-scope",
     )
-    table = gr.Dataframe(
-        ratings_frame(services, store, task0.name), interactive=False, elem_id="arena-ratings"
-    )
+    frame0 = ratings_frame(services, store, task0.name)
+    with gr.Row():
+        table = gr.Dataframe(frame0, interactive=False, elem_id="arena-ratings", scale=3)
+        chart = gr.Plot(ratings_figure(frame0), elem_id="arena-chart", scale=2)
     note = gr.Markdown(ratings_note(store))
 
     task_dd.input(
@@ -359,4 +297,9 @@ def build_arena_tab(
         cancels=[started],
         api_visibility="private",
     )
-    scope.input(partial(ratings_frame, services, store), [scope], table, api_name="arena_ratings")
+    table.change(ratings_figure, [table], chart, api_visibility="private")
+
+    def arena_ratings(scope_name: str):  # on load and when the scope changes: current ratings
+        return ratings_frame(services, store, scope_name), ratings_note(store)
+
+    gr.on(None, arena_ratings, [scope], [table, note], api_name="arena_ratings")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lora_land.arena.store import VoteStore
 from lora_land.examples import ExampleLibrary
 from lora_land.ui import arena as ar
@@ -86,3 +88,33 @@ def test_random_task_draws_a_task_with_its_fields(tmp_path, samples_dir):
     *fields, _chips, note, session = ar.on_task(services, library, "random", {})
     assert session["task"] in ("glue_sst2", "glue_cola") and session["task"] in note
     assert fields[0]["visible"] and fields[0]["value"]
+
+
+def test_ratings_sit_beside_the_metric_ranking_and_the_chart_shows_intervals(tmp_path):
+    from lora_land.ui import arena_view as av
+    from tests.arena.test_store import make_vote
+
+    services = make_services(tmp_path)
+    store = VoteStore(tmp_path / "v.sqlite")
+    base = {"id": BASE, "kind": "base"}
+    adapter = {"id": SST2, "kind": "adapter"}
+    for i in range(6):  # people prefer the base 4 to 2, the metric says the adapter
+        won = "left" if i < 4 else "right"
+        store.record(make_vote(f"b{i}", left=base, right=adapter, vote=won, outcome=won))
+    frame = av.ratings_frame(services, store, "glue_sst2")
+    rows = {r["Contestant"]: r for r in frame.to_dict("records")}
+    assert rows[BASE]["Rank"] == 1 and rows[BASE]["Rating"] > 1000 > rows[SST2]["Rating"]
+    assert rows[BASE]["W / L / T"] == "4 / 2 / 0" and rows[BASE]["Votes"] == 6
+    measured = {(m.adapter or BASE): m for m in services.catalog.measured if m.task == "glue_sst2"}
+    assert rows[SST2]["Metric score"] == f"{measured[SST2].score:.3f} (n={measured[SST2].n})"
+    assert rows[SST2]["Metric rank"] == 1 and rows[BASE]["Metric rank"] == 2  # they disagree
+    assert av.contest_metric(services, "glue_sst2", "reference:gpt-4")[0] == pytest.approx(
+        services.catalog.tasks["glue_sst2"].gpt4
+    )
+    figure = av.ratings_figure(frame)
+    [trace] = figure.data
+    assert list(trace.y) == [BASE, SST2]
+    low, high = (float(x) for x in rows[BASE]["95% CI"].split(" – "))
+    assert trace.error_x.arrayminus[0] == pytest.approx(rows[BASE]["Rating"] - low)
+    assert trace.error_x.array[0] == pytest.approx(high - rows[BASE]["Rating"])
+    assert av.ratings_figure(av.ratings_frame(services, store, "glue_cola")).data == ()
