@@ -64,3 +64,13 @@ def test_cli_export_filters_by_task_and_writes_raw_csv(tmp_path, capsys):
 def test_cli_export_without_a_database_says_where_it_looked(tmp_path, capsys):
     assert main(["export-preferences", "--db", str(tmp_path / "none.sqlite")]) == 2
     assert "no arena votes yet" in capsys.readouterr().err
+
+
+def test_exported_rows_are_trl_standard_preference_rows_with_an_explicit_prompt(tmp_path):
+    from trl.data_utils import is_conversational, maybe_extract_prompt
+
+    store = VoteStore(tmp_path / "a.sqlite")
+    _fill(store)
+    for row in export.preference_rows(store.votes()):
+        assert not is_conversational(row)  # plain strings: TRL's "standard" format
+        assert maybe_extract_prompt(row) == row  # the prompt is already explicit
