@@ -63,7 +63,7 @@ _OPENAI_TYPE = {
     500: "server_error",
     504: "timeout_error",
 }
-_LORAX_TYPE = {429: "overloaded", 500: "generation", 504: "generation"}
+_LORAX_TYPE = {404: "not_found", 429: "overloaded", 500: "generation", 504: "generation"}
 
 
 def openai_body(error: Exception, status: int) -> dict:

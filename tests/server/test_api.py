@@ -72,7 +72,7 @@ def test_unknown_adapter_is_404_with_the_message(client):
     r = client.post("/generate", json={"inputs": "x", "parameters": {"adapter_id": "a/b"}})
     assert r.status_code == 404
     assert "'a/b' is not served" in r.json()["error"]
-    assert r.json()["error_type"] == "validation"
+    assert r.json()["error_type"] == "not_found"
 
 
 def test_full_queue_is_429_with_retry_after_in_both_shapes(client, api):
