@@ -60,6 +60,12 @@ UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "response_format": (None,),
 }
 TOP_LEVEL = {"inputs", "parameters", "stream"}
+# OpenAI's names for LoRAX parameters
+_ELSEWHERE = {
+    "max_tokens": "LoRAX calls it max_new_tokens (max_tokens is OpenAI's, under /v1)",
+    "model": "LoRAX names the adapter in adapter_id (model is OpenAI's, under /v1)",
+    "n": "n is OpenAI's (under /v1); LoRAX runs one sequence per request",
+}
 
 
 def _parameters(body: object) -> tuple[str, dict]:
@@ -67,8 +73,10 @@ def _parameters(body: object) -> tuple[str, dict]:
         raise ApiError("the body must be a JSON object with 'inputs' and 'parameters'")
     for name in body:
         if name not in TOP_LEVEL:
+            where = "it belongs in parameters; " if name in HONOURED | set(UNSUPPORTED) else ""
             raise ApiError(
-                f"unknown field {short(name, 80)}; the body takes inputs, parameters, stream",
+                f"unknown field {short(name, 80)}; {where}the body takes inputs, parameters, "
+                "stream",
                 param=str(name)[:80],
             )
     inputs = body.get("inputs")
@@ -88,8 +96,9 @@ def _parameters(body: object) -> tuple[str, dict]:
                 f"parameters.{name} is not supported by this server (got {shown}); leave it out",
                 param=f"parameters.{name}",
             )
+        hint = _ELSEWHERE.get(name, "see the README for the fields")
         raise ApiError(
-            f"unknown field parameters.{short(name, 80)}; see the README for the fields",
+            f"unknown field {short(f'parameters.{name}', 80)}; {hint}",
             param=f"parameters.{str(name)[:80]}",
         )
     return inputs, params

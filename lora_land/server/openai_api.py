@@ -63,6 +63,13 @@ UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "prompt_cache_retention": (None,),
 }
 ROLES = ("system", "user", "assistant", "developer")
+# LoRAX's names for OpenAI fields
+_ELSEWHERE = {
+    "max_new_tokens": "OpenAI calls it max_tokens (max_new_tokens is LoRAX's, at /generate)",
+    "adapter_id": "name the adapter in model (adapter_id is LoRAX's, at /generate)",
+    "inputs": "the prompt goes in prompt (inputs is LoRAX's, at /generate)",
+    "parameters": "OpenAI fields are top-level (parameters is LoRAX's, at /generate)",
+}
 
 
 def _check_fields(body: object, allowed: set[str]) -> dict:
@@ -78,8 +85,9 @@ def _check_fields(body: object, allowed: set[str]) -> dict:
                 f"{name} is not supported by this server (got {short(value, 80)}); leave it out",
                 param=name,
             )
+        hint = _ELSEWHERE.get(name, f"this route takes: {', '.join(sorted(allowed))}")
         raise ApiError(
-            f"unknown field {short(name, 80)}; this route takes: {', '.join(sorted(allowed))}",
+            f"unknown field {short(name, 80)}; {hint}",
             param=str(name)[:80],
         )
     return body
