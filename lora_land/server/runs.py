@@ -43,12 +43,14 @@ class Run:
         self._queue: asyncio.Queue = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._left = len(self.prepared)
+        self._lock = threading.Lock()
         threading.Thread(target=self._pump, args=(services,), daemon=True).start()
 
     def _pump(self, services: Services) -> None:
         put = self._put
         try:
             for event in services.generation.stream_many(self.prepared, self.cancel):
+                self._record(event)  # here, so abandoned requests are counted too
                 put(event)
         except BaseException as e:  # a bug: the route reports it
             put(e)
@@ -76,7 +78,6 @@ class Run:
                 return None
             if isinstance(item, BaseException):
                 raise item
-            self._record(item)
             return item
 
     async def events(self, request: Request | None = None) -> AsyncIterator[StreamEvent]:
@@ -89,7 +90,8 @@ class Run:
     def _record(self, event: StreamEvent) -> None:
         if not event.done:
             return
-        self._left -= 1
+        with self._lock:
+            self._left -= 1
         adapter = self.prepared[event.index].request.adapter_id
         if event.error is not None:
             self.metrics.outcome(self.route, adapter, type(event.error).__name__)

@@ -69,3 +69,25 @@ def api(tmp_path, serve_asgi):
     return SimpleNamespace(
         url=serve_asgi(build_api(services)), engine=services.engine, services=services
     )
+
+
+@pytest.fixture(scope="module")
+def serve_asgi_module() -> Iterator[Callable[[object], str]]:
+    """`serve_asgi` for a whole module (one server shared by its tests)."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def serve(app: object) -> str:
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{port}"
+
+    yield serve
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(5)
