@@ -118,8 +118,15 @@ class BatchRunner:
             except Exception as e:
                 job.events.put(("error", e))
                 continue
+            try:  # a row that cannot be built (e.g. its generator) fails alone
+                rows.append(self._start(job, adapter))
+            except Exception as e:
+                log.error("could not start a row (adapter %s): %r", adapter_id, e)
+                if adapter_id:
+                    self.store.release(adapter_id)
+                job.events.put(("error", e))
+                continue
             held = held or adapter is not None
-            rows.append(self._start(job, adapter))
         if back:
             source.put_back(back)
         if rows:
