@@ -118,7 +118,8 @@ def start_battle(services: Services, new: int, session: dict, *values: str) -> I
             yield [*texts, *status, "", *_buttons(False), session]
     finally:
         cancel.set()
-    session.update(outputs=[o.text for o in outputs], done_at=time.time())
+    timings = [o.stats() for o in outputs]  # shown with the names: latency can give them away
+    session.update(outputs=[o.text for o in outputs], timings=timings, done_at=time.time())
     errors = [o.error for o in outputs if o.error]
     if errors:
         note = f"⚠ This battle cannot be judged: {errors[0]}. Start a new battle."
@@ -152,9 +153,10 @@ def cast_vote(services: Services, store: VoteStore, kind: str, session: dict) ->
     except UserError as e:
         return [f"⚠ {e}", "", "", *_buttons(False), gr.skip(), gr.skip(), session]
     session["voted"] = True
+    timings = session.get("timings") or ["", ""]
     stats = [
-        f"**{c.label}**" + metric_line(services, battle, s)
-        for c, s in ((battle.left, scores[0]), (battle.right, scores[1]))
+        f"**{c.label}**" + (f"\n\n{t}" if t else "") + metric_line(services, battle, s)
+        for c, s, t in zip((battle.left, battle.right), scores, timings, strict=True)
     ]
     return [
         reveal_markdown(battle, vote),
