@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from lora_land.arena.contestants import Contestant, pool
 from lora_land.arena.store import VOTE_KINDS, Outcome, Vote, VoteKind
-from lora_land.errors import PromptError, UserError
+from lora_land.errors import PromptError, RateLimitedError, UserError
 
 if TYPE_CHECKING:
     from lora_land.config import Settings
@@ -30,10 +30,6 @@ if TYPE_CHECKING:
 RANDOM_TASK = "random"
 NOT_DECISIVE = "identical outputs"  # note on a vote whose outputs are the same text
 TOO_FAST = "too_fast"  # flag: cast before the outputs could be read
-
-
-class RateLimitedError(UserError):
-    """One session acted more often than the arena allows."""
 
 
 @dataclass(frozen=True)

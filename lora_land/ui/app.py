@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 ASSETS = PROJECT_ROOT / "assets"
 TITLE = "LoRA Land"
+TAB_IDS = ("playground", "leaderboard", "compare", "arena", "serving")
 
 
 def _header() -> str:
@@ -71,7 +72,7 @@ def build_demo(services: Services, limiter: Any = None) -> gr.Blocks:
 
     with gr.Blocks(title=TITLE) as demo:
         gr.HTML(_header())
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Playground", id="playground"):
                 build_playground_tab(services, limiter=limiter)
             with gr.Tab("Leaderboard", id="leaderboard"):
@@ -79,14 +80,21 @@ def build_demo(services: Services, limiter: Any = None) -> gr.Blocks:
             with gr.Tab("Compare", id="compare"):
                 from lora_land.ui.compare import build_compare_tab
 
-                build_compare_tab(services)
+                build_compare_tab(services, limiter=limiter)
             with gr.Tab("Arena", id="arena"):
                 from lora_land.ui.arena import build_arena_tab
 
-                build_arena_tab(services)
+                build_arena_tab(services, limiter=limiter)
             with gr.Tab("Serving", id="serving"):
                 _build_serving_tab(services)
+        demo.load(_tab_from_url, None, tabs, api_visibility="private")
     return demo
+
+
+def _tab_from_url(request: gr.Request):
+    """`?tab=compare` (a shared comparison) opens that tab."""
+    tab = request.query_params.get("tab") if request is not None else None
+    return gr.Tabs(selected=tab) if tab in TAB_IDS else gr.skip()
 
 
 def launch_options() -> dict[str, Any]:

@@ -25,6 +25,7 @@ from lora_land.errors import UserError
 from lora_land.examples import ExampleLibrary
 from lora_land.ui.arena_view import OVERALL, ratings_figure, ratings_frame, ratings_note
 from lora_land.ui.contest import field_updates, gold_for, metric_line, score_outputs
+from lora_land.ui.playground import rate_limited
 
 if TYPE_CHECKING:
     from lora_land.services import Services
@@ -191,9 +192,13 @@ def new_battle_reset(session: dict) -> list[Any]:
 
 
 def build_arena_tab(
-    services: Services, examples: ExampleLibrary | None = None, store: VoteStore | None = None
+    services: Services,
+    examples: ExampleLibrary | None = None,
+    store: VoteStore | None = None,
+    limiter: Any = None,
 ) -> None:
-    """Build the tab inside the caller's Blocks/Tab context."""
+    """Build the tab inside the caller's Blocks/Tab context (`store`: the vote store, by
+    default at `settings.arena_db`; `limiter`: the per-client `RateLimiter`, or None)."""
     library = examples or ExampleLibrary.from_settings(services.settings)
     store = store or VoteStore(services.settings.arena_db)
     tasks = bt.battle_tasks(services)
@@ -279,8 +284,16 @@ def build_arena_tab(
         [*fields, session],
         api_visibility="private",
     )
+
+    def battle(new_tokens, state, f0, f1, f2, f3, request: gr.Request):
+        message = rate_limited(limiter, request)
+        if message:
+            yield ["", "", "", "", f"⚠ {message}", *_buttons(False), state]
+            return
+        yield from start_battle(services, new_tokens, state, f0, f1, f2, f3)
+
     started = battle_btn.click(
-        partial(start_battle, services),
+        battle,
         [new, session, *fields],
         [*panes, *status, reveal, *buttons, session],
         api_name="arena_battle",

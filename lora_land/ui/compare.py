@@ -27,6 +27,7 @@ from lora_land.arena.run import stream_outputs
 from lora_land.errors import UserError
 from lora_land.examples import ExampleLibrary
 from lora_land.ui.contest import MAX_FIELDS, field_updates, gold_for, score_outputs
+from lora_land.ui.playground import rate_limited
 
 if TYPE_CHECKING:
     from lora_land.services import Services
@@ -240,8 +241,11 @@ def rows_frame(report: rw.RowsReport | None, kind: str) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def build_compare_tab(services: Services, examples: ExampleLibrary | None = None) -> None:
-    """Build the tab inside the caller's Blocks/Tab context."""
+def build_compare_tab(
+    services: Services, examples: ExampleLibrary | None = None, limiter: Any = None
+) -> None:
+    """Build the tab inside the caller's Blocks/Tab context (`limiter`: the per-client
+    `RateLimiter` the Playground and the API use, or None)."""
     library = examples or ExampleLibrary.from_settings(services.settings)
     task0 = task_choices(services)[0][1]
     task = services.catalog.tasks[task0]
@@ -320,8 +324,16 @@ def build_compare_tab(services: Services, examples: ExampleLibrary | None = None
         [*fields, gold, session],
         api_visibility="private",
     )
+
+    def compare(task_name, ids, new_tokens, state, f0, f1, f2, f3, request: gr.Request):
+        message = rate_limited(limiter, request)
+        if message:
+            yield [*_panes([], [], []), f"⚠ {message}"]
+            return
+        yield from run_compare(services, task_name, ids, new_tokens, state, f0, f1, f2, f3)
+
     run_btn.click(
-        partial(run_compare, services),
+        compare,
         [task_dd, picked, new, session, *fields],
         [*pane_parts, gold],
         api_name="compare",

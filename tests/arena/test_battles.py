@@ -13,13 +13,12 @@ from lora_land.arena.battles import (
     RANDOM_TASK,
     TOO_FAST,
     RateLimit,
-    RateLimitedError,
     battle_tasks,
     judge,
     new_battle,
     outcome_of,
 )
-from lora_land.errors import PromptError, UserError
+from lora_land.errors import PromptError, RateLimitedError, UserError
 from tests.arena.conftest import BASE, SST2, SST2_DPO, make_services
 from tests.openai_server import OpenAIServer
 

@@ -159,3 +159,30 @@ def test_user_compares_three_contestants_sees_three_scored_panes_and_shares_them
         expect(other.locator("#cmp-contestants input:checked")).to_have_count(2)
     finally:
         other.context.close()
+
+
+def test_user_compares_on_rows_and_sees_intervals_and_the_paired_difference(
+    page, services, serve_blocks, samples_dir
+):
+    with gr.Blocks() as demo:
+        build_compare_tab(services, ExampleLibrary(samples_dir=samples_dir))
+    page.goto(serve_blocks(demo))
+    expect(page.locator("#cmp-contestants input:checked")).to_have_count(3)
+    page.get_by_text("Compare on rows").click()
+    rows_n = page.locator("#cmp-n input[type=number]")
+    rows_n.fill("4")
+    rows_n.press("Enter")
+    page.locator("#cmp-rows-run").click()
+    note = page.locator("#cmp-rows-note")
+    expect(note).to_contain_text("4 rows of glue_sst2", timeout=LONG)
+    summary = page.locator("#cmp-rows-summary")
+    expect(summary).to_contain_text("Score [95% CI]")
+    expect(summary).to_contain_text("(reference point)")
+    text = summary.inner_text()
+    assert "glue_sst2 adapter" in text and "base, no adapter" in text and "gpt-4" in text
+    assert len(re.findall(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", text)) >= 3
+    assert re.search(
+        r"-?\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\]", text.split("(reference point)")[1]
+    )
+    table = page.locator("#cmp-rows-table")
+    expect(table).to_contain_text("gold")

@@ -93,3 +93,11 @@ def test_compare_on_rows_shows_intervals_differences_and_filters(tmp_path):
     )
     assert note.startswith("⚠ 1 bad row(s)") and "line 1: missing target" in note
     assert report is None
+
+
+def test_a_shared_url_opens_the_tab_it_names_and_ignores_others():
+    from lora_land.ui.app import _tab_from_url
+
+    opened = _tab_from_url(SimpleNamespace(query_params={"tab": "compare"}))
+    assert opened.selected == "compare"
+    assert not hasattr(_tab_from_url(SimpleNamespace(query_params={"tab": "x"})), "selected")
