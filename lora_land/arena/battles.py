@@ -77,9 +77,19 @@ def new_battle(
             f"the prompt has {len(prompt)} characters; the arena's limit is {limit}. "
             "Shorten the fields."
         )
-    left, right = rng.sample(pool(services, task), 2)
+    found = [c for c in pool(services, task) if _can_answer(services, c, prompt)]
+    if len(found) < 2:
+        raise UserError(f"only {len(found)} contestant can answer this prompt here; try another")
+    left, right = rng.sample(found, 2)
     params = {"max_new_tokens": int(max_new_tokens), "temperature": 0.0, "seed": None}
     return Battle(uuid.uuid4().hex, task, prompt, left, right, params, gold, row)
+
+
+def _can_answer(services: Services, contestant: Contestant, prompt: str) -> bool:
+    """GPT-4 with recordings but no endpoint can only answer the prompts it has recorded."""
+    if contestant.kind != "reference" or getattr(services.reference, "configured", False):
+        return True
+    return services.reference.lookup(prompt) is not None
 
 
 def min_read_s(settings: Settings, outputs: Sequence[str]) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import replace
@@ -104,3 +105,23 @@ def test_rate_limit_refuses_the_extra_action_and_says_when_to_retry():
     with pytest.raises(RateLimitedError, match=r"limit is 2 per 60 s; try again in 40 s"):
         limit.check("battles", now=20)
     limit.check("battles", now=61)  # the first one has left the window
+
+
+def test_recorded_gpt4_joins_only_battles_on_prompts_it_has_recorded(tmp_path):
+    recordings = tmp_path / "recorded.jsonl"
+    services = make_services(tmp_path, reference_recordings=recordings)
+    task = services.catalog.tasks["glue_sst2"]
+    recorded_prompt = task.render(SENTENCE)
+    recordings.write_text(f'{{"prompt": {json.dumps(recorded_prompt)}, "output": "1"}}\n')
+    services.reference.cache.import_recordings(recordings, "gpt-4")
+    assert "reference:gpt-4" in [c.id for c in cs.pool(services, "glue_sst2")]
+    drawn_on_recorded, drawn_elsewhere = set(), set()
+    for seed in range(30):
+        rng = random.Random(seed)
+        battle = new_battle(services, "glue_sst2", SENTENCE, max_new_tokens=8, rng=rng)
+        drawn_on_recorded |= {battle.left.id, battle.right.id}
+        other = {"sentence": "an unrecorded sentence"}
+        battle = new_battle(services, "glue_sst2", other, max_new_tokens=8, rng=rng)
+        drawn_elsewhere |= {battle.left.id, battle.right.id}
+    assert "reference:gpt-4" in drawn_on_recorded
+    assert "reference:gpt-4" not in drawn_elsewhere
