@@ -4,7 +4,8 @@ A real SQLite vote store in a temporary directory is filled with `--votes` battl
 contestants of known strengths (outcomes drawn from the Bradley-Terry model, 10% ties). Then:
 - recording a vote (`VoteStore.record`: one committed WAL transaction), `--repeat` times,
   against a baseline measured in the same run: a bare INSERT of the same row into a plain
-  SQLite table (same file settings) on the same machine;
+  SQLite table (same file settings) on the same machine; and again with 16 threads voting
+  at once;
 - recomputing all ratings (`store.battles()` read + `rate()` with 100 bootstrap resamples),
   against a baseline: one maximum-likelihood fit with no bootstrap.
 Targets (from issue 9): vote p95 < 20 ms, ratings p95 < 2 s. The fitted ratings are also
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -123,6 +125,31 @@ def bench_votes(store: VoteStore, directory: Path, repeat: int) -> tuple[list[fl
     return recorded, baseline
 
 
+def bench_concurrent_votes(store: VoteStore, threads: int = 16, each: int = 20) -> list[float]:
+    """Milliseconds per `record` while `threads` threads vote at once (lock contention)."""
+    samples: list[float] = []
+    lock = threading.Lock()
+    start = threading.Barrier(threads)
+
+    def voter() -> None:
+        start.wait()
+        mine = []
+        for _ in range(each):
+            vote = _vote(uuid.uuid4().hex, "reference:gpt-4", "smollm2-135m-instruct", "right")
+            t0 = time.perf_counter()
+            store.record(vote)
+            mine.append((time.perf_counter() - t0) * 1000)
+        with lock:
+            samples.extend(mine)
+
+    workers = [threading.Thread(target=voter) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return samples
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--votes", type=int, default=10_000)
@@ -139,6 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
         fit_ms = time_ms(lambda: bradley_terry(counted), args.rating_repeat)
         fitted = bradley_terry(counted)
         n_votes = store.count()
+        contended = bench_concurrent_votes(store)  # after the ratings: they skew the truth
+        lost = n_votes + len(contended) - store.count()
     truth = sorted(STRENGTHS, key=lambda p: -STRENGTHS[p])
     found = sorted(fitted, key=lambda p: -fitted[p])
     vote_p95, ratings_p95 = percentile(recorded, 95), percentile(ratings_ms, 95)
@@ -148,6 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
         "vote_p95_ms": vote_p95,
         "vote_baseline_p95_ms": percentile(baseline, 95),
         "vote_vs_bare_insert": vote_p95 / max(percentile(baseline, 95), 1e-9),
+        "vote_p95_ms_16_threads": percentile(contended, 95),
+        "votes_lost_16_threads": lost,
         "ratings_p95_ms": ratings_p95,
         "fit_only_p95_ms": percentile(fit_ms, 95),
         "ratings_vs_one_fit": ratings_p95 / max(percentile(fit_ms, 95), 1e-9),
@@ -167,6 +198,11 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{vote_p95:.2f} ms",
                 f"target < {TARGET_VOTE_MS:g} ms; "
                 f"{results['vote_vs_bare_insert']:.1f}x a bare INSERT (same run)",
+            ),
+            (
+                "record a vote, 16 threads at once, p95",
+                f"{percentile(contended, 95):.2f} ms",
+                f"{len(contended)} votes from 16 threads; {lost} lost",
             ),
             (
                 "recompute ratings, p95",
