@@ -190,7 +190,8 @@ def run_on_rows(
                 raise UserError("choose a JSONL file to upload first")
             rows = rw.parse_upload(task, Path(upload).read_text(encoding="utf-8"), int(n))
         else:
-            rows = rw.eval_rows(task, int(n), hub_cache=services.settings.cache_dir / "rows")
+            hub_cache = services.settings.cache_dir / "rows" / f"first-{int(n)}"
+            rows = rw.eval_rows(task, int(n), hub_cache=hub_cache)
 
         def tick(done: int, total: int) -> None:
             if progress is not None:
@@ -221,7 +222,7 @@ def summary_frame(services: Services, task_name: str, report: rw.RowsReport) -> 
                 "Contestant": labels.get(cid, cid),
                 "Score [95% CI]": mean.text(),
                 "n": mean.n,
-                f"Difference to {first} [95% CI]": diff.text() if diff else "—",
+                f"This − {first} [95% CI]": diff.text() if diff else "—",
                 "Verdict": verdict,
             }
         )
