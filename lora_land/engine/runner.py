@@ -80,14 +80,21 @@ class BatchRunner:
                 self._admit(batch, jobs, source)
             if batch.rows:
                 self._stop_abandoned(batch)
+            if batch.rows:
                 self._advance(batch, batch.step)
 
     def _stop_abandoned(self, batch: RunningBatch) -> None:
-        """Rows whose caller left (or whose deadline passed) end at this step."""
+        """Rows whose caller left (or whose deadline passed) end here, before the next
+        forward: no decode step is spent on them, their adapters are released now."""
+        gone = []
         for row in batch.rows:
             job = self._jobs.get(id(row))
-            if job is not None and job.abandoned():
+            if job is not None and not row.finished and job.abandoned():
                 job.cancel.set()
+                row.finish_cancelled()
+                gone.append(row)
+        if gone:
+            self._advance(batch, batch._drop_finished)
 
     def _is_blocked(self, job: Job) -> bool:
         return job.request.adapter_id in self._blocked

@@ -190,10 +190,9 @@ def build_lorax_router(services: Services, metrics: Metrics) -> APIRouter:
         [result] = await run.results(http)
         text = inputs + result.text if params.get("return_full_text") else result.text
         out: dict = {"generated_text": text}
-        if params.get("details"):
-            out["details"] = details(
-                services, result, prepared, bool(params.get("decoder_input_details"))
-            )
+        if params.get("details"):  # decoding token texts: off the event loop
+            prefill = bool(params.get("decoder_input_details"))
+            out["details"] = await _in_thread(details, services, result, prepared, prefill)
         return [out] if listed else out
 
     async def stream(http: Request, route: str):
@@ -231,12 +230,11 @@ def build_lorax_router(services: Services, metrics: Metrics) -> APIRouter:
             raise ApiError("the body takes inputs (a string)", param="inputs")
         text = body.get("inputs")
         ids = await _in_thread(services.generation.tokenize, text)
-        texts = services.generation.token_texts(ids)
+        texts = await _in_thread(services.generation.token_texts, ids)
         out, at = [], 0
-        for i, (token_id, piece) in enumerate(zip(ids, texts, strict=True)):
+        for token_id, piece in zip(ids, texts, strict=True):
             out.append({"id": token_id, "text": piece, "start": at, "stop": at + len(piece)})
             at += len(piece)
-            del i
         return JSONResponse(out)
 
     @router.get("/info")
