@@ -64,16 +64,16 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def _adapter_source(adapter: str, base_name: str, task: str):
     """`--adapter`: a deployment id `<base>/<task>`, a zoo task name, or a local directory."""
-    from lora_land.deployment import AdapterSource
+    from lora_land.deployment import AdapterSource, split_variant
 
     path = Path(adapter).expanduser()
     if path.is_dir() and (path / "adapter_config.json").is_file():
         return AdapterSource(id=f"{base_name}/{task}", task=task, path=path.resolve())
     adapter_id = adapter if "/" in adapter else f"{base_name}/{adapter}"
     if adapter_id.startswith(f"{base_name}/"):
-        local = ZOO_DIR / adapter_id.split("/", 1)[1]
+        local = ZOO_DIR / adapter_id.split("/", 1)[1]  # "<task>" or a variant "<task>@dpo"
         if base_name == EMBEDDED_BASE and (local / "adapter_config.json").is_file():
-            return AdapterSource(id=adapter_id, task=adapter_id.split("/", 1)[1], path=local)
+            return AdapterSource(id=adapter_id, task=split_variant(local.name)[0], path=local)
     raise UserError(
         f"--adapter {adapter!r} is neither a local adapter directory nor a zoo adapter of "
         f"{base_name!r} (zoo: {', '.join(sorted(p.name for p in ZOO_DIR.glob('*'))) or 'empty'})"

@@ -19,8 +19,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from lora_land.deployment import split_variant
 from lora_land.engine.types import GenerationRequest, GenerationResult, StreamChunk
-from lora_land.errors import QueueFullError, UnknownAdapterError, UserError
+from lora_land.errors import ConfigError, QueueFullError, UnknownAdapterError, UserError
 
 if TYPE_CHECKING:
     from lora_land.services import Services
@@ -76,6 +77,17 @@ def _details(result: GenerationResult) -> dict:
     }
 
 
+def _task_of(services: Services, adapter_id: str) -> str | None:
+    """The catalog task of a served adapter (variants like `<base>/<task>@dpo` included)."""
+    source = services.deployment.adapters.get(adapter_id)
+    if source is not None:
+        return source.task
+    try:  # served outside the deployment file (tests, operator-added ids)
+        return split_variant(adapter_id.rsplit("/", 1)[-1])[0]
+    except ConfigError:
+        return None
+
+
 def _to_request(services: Services, inputs: str, p: Parameters) -> GenerationRequest:
     limit = services.settings.max_new_tokens_limit
     max_new = p.max_new_tokens if p.max_new_tokens is not None else min(DEFAULT_NEW_TOKENS, limit)
@@ -114,7 +126,7 @@ def build_router(services: Services) -> APIRouter:
     @router.get("/adapters")
     def adapters() -> list[dict]:
         return [
-            {"id": a, "task": a.split("/", 1)[-1], "state": engine.adapter_state(a)}
+            {"id": a, "task": _task_of(services, a), "state": engine.adapter_state(a)}
             for a in engine.served_adapters()
         ]
 

@@ -107,3 +107,17 @@ def test_info_and_adapters_describe_the_deployment(client):
     assert info["adapters"] == 1
     assert client.get("/adapters").json() == [{"id": ADAPTER, "task": "glue_sst2", "state": "cold"}]
     assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_adapters_lists_a_dpo_variant_with_its_plain_task(tmp_path, serve_asgi):
+    for name in ("glue_sst2", "glue_sst2@dpo"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter_config.json").write_text("{}")
+    settings = Settings(adapters_dir_override=tmp_path)
+    deployment = load_deployment(settings)
+    engine = FakeEngine(adapters=sorted(deployment.adapters), replies={None: "x"})
+    app = FastAPI()
+    install_api(app, SimpleNamespace(settings=settings, deployment=deployment, engine=engine))
+    with httpx.Client(base_url=f"{serve_asgi(app)}/api/v1", timeout=10) as c:
+        listed = {a["id"]: a["task"] for a in c.get("/adapters").json()}
+    assert listed == {ADAPTER: "glue_sst2", f"{ADAPTER}@dpo": "glue_sst2"}
