@@ -209,12 +209,14 @@ def _base_score(path: Path, row) -> float | None:
 def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
     """Online iterative DPO from a supervised adapter, installed as `<task>@dpo`."""
     from lora_land.evaluation.bases import resolve_base
+    from lora_land.evaluation.tasks import load_task
     from lora_land.rlhf.dpo import DpoSettings
     from lora_land.rlhf.loop import LoopConfig, run_loop
 
     run_dir = Path(args.run_dir) if args.run_dir else PROJECT_ROOT / "runs" / "rlhf" / args.task
     if args.background:
         return _in_background(args.argv, run_dir / "rlhf.log")
+    load_task(args.task)  # an unknown task is named before anything loads
     base = resolve_base(args.base, settings)
     source = _adapter_source(args.adapter or args.task, base.name, args.task)
     if source.task != args.task:
