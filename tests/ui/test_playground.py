@@ -286,3 +286,22 @@ def test_pane_stats_show_a_rate_only_when_there_are_two_tokens_or_more():
     assert one == "TTFT 0.50 s · 1 token"
     many = Pane(text="a b", ttft_s=0.5, tokens_per_s=12.34, tokens=5).stats_markdown("rouge")
     assert many == "TTFT 0.50 s · 12.3 tokens/s · 5 tokens"
+
+
+def test_details_list_a_served_dpo_variant_beside_the_adapter(tmp_path):
+    services = make_services(tmp_path, None)
+    dpo = AdapterSource(id=f"{SST2}@dpo", task="glue_sst2", path=tmp_path / "glue_sst2@dpo")
+    services = replace(
+        services,
+        deployment=replace(
+            services.deployment, adapters={**services.deployment.adapters, dpo.id: dpo}
+        ),
+    )
+    text = view.details_markdown(services, BASE, "glue_sst2")
+    assert f"`{SST2}`, cold" in text and text.endswith(f" · also served: `{SST2}@dpo`")
+    assert "also served" not in view.details_markdown(services, BASE, "glue_cola")
+    assert [view._measured_kind(a) for a in ("", SST2, f"{SST2}@dpo")] == [
+        "base",
+        "adapter",
+        "dpo adapter",
+    ]
