@@ -16,6 +16,7 @@ dpo and stats.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -168,7 +169,9 @@ def _sample_and_score(settings, base, task, rows, t, policy_dir, reward, config)
 
 def _load_or_start(run_dir: Path, config: LoopConfig) -> None:
     meta = run_dir / "config.json"
-    fingerprint = config.fingerprint()
+    weights = Path(config.adapter) / "adapter_model.safetensors"
+    # pi_0's weights too: a retrained supervised adapter must not resume an old run
+    fingerprint = config.fingerprint() | {"pi0_sha256": _sha256(weights)}
     if meta.is_file():
         if json.loads(meta.read_text()) != fingerprint:
             raise UserError(
@@ -338,6 +341,12 @@ def _short_eval(record: dict) -> dict:
     ev = dict(record["eval"])
     ev.pop("row_scores", None)
     return {"eval": ev}
+
+
+def _sha256(path: Path) -> str:
+    if not path.is_file():
+        raise UserError(f"pi_0 adapter has no weights file: {path}")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _mean(values) -> float | None:
