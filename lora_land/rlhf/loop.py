@@ -89,10 +89,20 @@ def prompts_per_iteration(config: LoopConfig, task: TaskSpec) -> int:
     return LONG_ANSWER_PROMPTS if task.metric_fn in LONG_ANSWER_METRICS else SHORT_ANSWER_PROMPTS
 
 
-def prompt_slices(rows: list[dict], per_iteration: int, iterations: int, seed: int) -> list:
-    """Disjoint slices of the training rows, one per iteration (seeded shuffle).
+def training_rows(task: str, train_data: Path | None = None) -> tuple[list[dict], str]:
+    """(rows the loop takes prompts from, where they come from): `train_data` if given, else
+    the TRAIN part of the zoo's seeded train/dev split (never dev, never the evaluation rows)."""
+    if train_data is not None:
+        return read_rows(train_data), str(train_data)
+    try:
+        from lora_land.training.split import load_split
+    except ImportError:  # TODO(issue 10): drop this fallback once its split module is on main
+        return read_rows(SAMPLES_DIR / "train" / f"{task}.jsonl"), "train file (no split module)"
+    return load_split(task).train, "train part of the train/dev split"
 
-    TODO(issue 10): take the TRAIN part of the zoo's seeded train/dev split once it lands."""
+
+def prompt_slices(rows: list[dict], per_iteration: int, iterations: int, seed: int) -> list:
+    """Disjoint slices of the training rows, one per iteration (seeded shuffle)."""
     need = per_iteration * iterations
     if need > len(rows):
         raise UserError(
@@ -167,11 +177,11 @@ def _sample_and_score(settings, base, task, rows, t, policy_dir, reward, config)
     return score_samples(samples, rows, reward)
 
 
-def _load_or_start(run_dir: Path, config: LoopConfig) -> None:
+def _load_or_start(run_dir: Path, config: LoopConfig, prompts: dict) -> None:
     meta = run_dir / "config.json"
     weights = Path(config.adapter) / "adapter_model.safetensors"
-    # pi_0's weights too: a retrained supervised adapter must not resume an old run
-    fingerprint = config.fingerprint() | {"pi0_sha256": _sha256(weights)}
+    # pi_0's weights and the prompt rows too: a retrained adapter or a new split starts afresh
+    fingerprint = config.fingerprint() | prompts | {"pi0_sha256": _sha256(weights)}
     if meta.is_file():
         if json.loads(meta.read_text()) != fingerprint:
             raise UserError(
@@ -198,13 +208,14 @@ def run_loop(
     settings = settings or Settings.from_env()
     task = load_task(config.task)
     base = resolve_base(config.base, settings)
-    train_rows = read_rows(config.train_data or SAMPLES_DIR / "train" / f"{task.name}.jsonl")
+    train_rows, prompt_source = training_rows(task.name, config.train_data)
     eval_rows = read_rows(config.eval_data or SAMPLES_DIR / f"{task.name}.jsonl")
     eval_rows = eval_rows[: config.eval_limit or None]
     per_iteration = prompts_per_iteration(config, task)
     slices = prompt_slices(train_rows, per_iteration, config.iterations, config.seed)
     run_dir = Path(config.run_dir)
-    _load_or_start(run_dir, config)
+    prompts = {"prompt_rows": prompt_source, "n_prompt_rows": len(train_rows)}
+    _load_or_start(run_dir, config, prompts)
     pi0 = Path(config.adapter)
     clock, result = _Clock(config.time_budget_s), LoopResult()
 
@@ -328,6 +339,7 @@ def install(config: LoopConfig, base, curve: list[dict], policy: Path) -> Path:
         "pi0": config.adapter_id,
         "config": config.fingerprint(),
         "iterations": config.iterations,
+        "prompt_rows": read_json(Path(config.run_dir) / "config.json").get("prompt_rows"),
         "curve": [{k: v for k, v in r.items() if k != "eval"} | _short_eval(r) for r in curve],
     }
     write_json(tmp / SUMMARY_FILE, summary)

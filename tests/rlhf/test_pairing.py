@@ -9,6 +9,7 @@ import pytest
 from lora_land.errors import UserError
 from lora_land.rlhf.pairing import Sample, max_min_pairs, read_pairs, write_jsonl
 from lora_land.rlhf.stats import mean_interval, paired_difference
+from tests.conftest import read_jsonl
 
 
 def _s(index: int, text: str, reward: float, seed: int = 0) -> Sample:
@@ -77,3 +78,20 @@ def test_intervals_cover_the_mean_and_collapse_for_constant_values():
     assert not paired_difference([1, 0] * 10, [0, 1] * 10).excludes_zero
     with pytest.raises(ValueError, match="differ in size"):
         paired_difference([1, 0], [1])
+
+
+def test_loop_prompts_come_from_training_rows_never_the_evaluation_rows(samples_dir, tmp_path):
+    from lora_land.rlhf.loop import prompt_slices, training_rows
+
+    rows, source = training_rows("glue_sst2")
+    assert "train" in source and len(rows) > 100
+    evaluation = {r["sentence"] for r in read_jsonl(samples_dir / "glue_sst2.jsonl")}
+    assert evaluation.isdisjoint({r["sentence"] for r in rows})
+    slices = prompt_slices(rows, 50, 3, seed=0)
+    seen = [{r["sentence"] for r in part} for part in slices]
+    assert [len(s) for s in seen] == [50, 50, 50]
+    assert seen[0].isdisjoint(seen[1]) and seen[1].isdisjoint(seen[2])  # fresh per iteration
+    assert prompt_slices(rows, 50, 3, seed=0) == slices
+    given = tmp_path / "rows.jsonl"
+    given.write_text('{"sentence": "x", "target": "1"}\n')
+    assert training_rows("glue_sst2", given) == ([{"sentence": "x", "target": "1"}], str(given))
