@@ -281,28 +281,22 @@ def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _record_dpo(config, base, result, out: Path) -> None:
-    """The "measured here" row of the installed variant (`<base>/<task>@<variant>`)."""
-    import datetime as dt
-
-    from lora_land.evaluation.measured import MeasuredRow, upsert_measured
+def _record_dpo(config, base, result, out: Path, measured: Path | None = None) -> None:
+    """The "measured here" row of the installed variant (`<base>/<task>@<variant>`), written
+    through the evaluation runner's own functions (so the row has the same columns)."""
+    from lora_land.evaluation.runner import EvalReport, measured_row, record
     from lora_land.rlhf.loop import SAMPLES_DIR
     from lora_land.training.model_card import display_path
 
     last = result.curve[-1]["eval"]
-    upsert_measured(
-        MeasuredRow(
-            date=dt.date.today().isoformat(),
-            task=config.task,
-            base_model=base.name,
-            adapter=f"{base.name}/{out.name}",
-            metric=last["metric"],
-            score=last["score"]["mean"],
-            n=last["score"]["n"],
-            data=display_path(config.eval_data or SAMPLES_DIR / f"{config.task}.jsonl"),
-            model=base.hub_id,
-        )
-    )
+    adapter_id = f"{base.name}/{out.name}"
+    scores = last["row_scores"]
+    report = EvalReport(
+        config.task, adapter_id, last["metric"], sum(scores) / len(scores), len(scores),
+        [{"score": s} for s in scores],
+    )  # fmt: skip
+    data = display_path(config.eval_data or SAMPLES_DIR / f"{config.task}.jsonl")
+    record(report, measured_row(report, base.name, base.hub_id, data, adapter_id), measured)
 
 
 def cmd_reward_model(args: argparse.Namespace, settings: Settings) -> int:

@@ -54,3 +54,19 @@ def test_rlhf_names_an_unknown_adapter(tiny_base: Path, capsys):
     argv = ["rlhf", "--task", "glue_sst2", "--base", str(tiny_base), "--adapter", "nope"]
     assert main(argv) == 2
     assert "--adapter 'nope' is neither a local adapter directory" in capsys.readouterr().err
+
+
+def test_installed_variant_gets_its_measured_here_row(tmp_path: Path):
+    from types import SimpleNamespace
+
+    from lora_land.cli import _record_dpo
+    from lora_land.rlhf.loop import LoopConfig, LoopResult
+
+    config = LoopConfig(task="glue_sst2", adapter=tmp_path, adapter_id="x", run_dir=tmp_path)
+    base = SimpleNamespace(name="smollm2-135m-instruct", hub_id="HuggingFaceTB/SmolLM2")
+    curve = [{"eval": {"metric": "binary_accuracy_flex", "row_scores": [1.0, 0.0, 1.0, 1.0]}}]
+    measured = tmp_path / "measured_here.csv"
+    _record_dpo(config, base, LoopResult(curve=curve), tmp_path / "glue_sst2@dpo", measured)
+    text = measured.read_text()
+    assert "smollm2-135m-instruct/glue_sst2@dpo" in text and ",0.7500," in text
+    assert "shared/data/samples/glue_sst2.jsonl" in text
