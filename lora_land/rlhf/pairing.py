@@ -11,12 +11,14 @@ This module is plain Python: it samples and trains nothing and imports no torch.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lora_land.errors import UserError
 
+log = logging.getLogger(__name__)
 PAIR_KEYS = ("prompt", "chosen", "rejected")
 
 
@@ -93,11 +95,12 @@ def read_samples(path: Path) -> list[Sample]:
 
 
 def read_pairs(path: Path) -> list[Pair]:
-    """`{prompt, chosen, rejected}` JSONL (extra keys ignored); names the line of a bad row."""
+    """`{prompt, chosen, rejected}` JSONL (extra keys such as the Arena's metadata ignored);
+    names the line of a bad row; pairs whose two texts are equal are skipped (and counted)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"pairs file {path} not found")
-    pairs = []
+    pairs, same = [], 0
     for i, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -108,14 +111,18 @@ def read_pairs(path: Path) -> list[Pair]:
         if not isinstance(row, dict):
             raise UserError(f"{path}:{i}: expected an object with {list(PAIR_KEYS)}")
         bad = [k for k in PAIR_KEYS if not isinstance(row.get(k), str)]
-        if bad or not row["chosen"].strip() or not row["rejected"].strip():
+        if bad:
             raise UserError(
-                f"{path}:{i}: needs non-empty text in {list(PAIR_KEYS)}; "
-                f"missing or not text: {bad or ['chosen/rejected (empty)']}"
+                f"{path}:{i}: needs text in {list(PAIR_KEYS)}; missing or not text: {bad}"
             )
         if row["chosen"] == row["rejected"]:
-            raise UserError(f"{path}:{i}: chosen and rejected are the same text")
+            same += 1  # nothing to learn from; an Arena vote between identical answers
+            continue
         pairs.append(Pair(row["prompt"], row["chosen"], row["rejected"]))
+    if same:
+        log.warning(
+            "%s: skipped %d pair(s) whose chosen and rejected are the same text", path, same
+        )
     if not pairs:
-        raise UserError(f"pairs file {path} holds no pairs")
+        raise UserError(f"pairs file {path} holds no usable pairs ({same} with identical texts)")
     return pairs

@@ -59,11 +59,15 @@ def test_pairs_file_round_trips_and_names_bad_lines(tmp_path):
     with pytest.raises(UserError, match=r"bad.jsonl:2 is not valid JSON"):
         read_pairs(bad)
     bad.write_text(json.dumps({"prompt": "p", "chosen": "a"}) + "\n")
-    with pytest.raises(UserError, match=r"bad.jsonl:1: .*missing or not text: \['rejected'\]"):
+    with pytest.raises(UserError, match=r"bad.jsonl:1: .*missing or not: \['rejected'\]"):
         read_pairs(bad)
-    bad.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "a"}) + "\n")
-    with pytest.raises(UserError, match="same text"):
+    same = {"prompt": "p", "chosen": "a", "rejected": "a"}
+    bad.write_text(json.dumps(same) + "\n")
+    with pytest.raises(UserError, match=r"no usable pairs \(1 with identical texts\)"):
         read_pairs(bad)
+    arena = {"prompt": "p", "chosen": "", "rejected": "b", "task": "t", "vote_id": 3}
+    bad.write_text(json.dumps(same) + "\n" + json.dumps(arena) + "\n")
+    assert [(p.chosen, p.rejected) for p in read_pairs(bad)] == [("", "b")]
     with pytest.raises(UserError, match="not found"):
         read_pairs(tmp_path / "none.jsonl")
 
