@@ -59,7 +59,7 @@ def test_pairs_file_round_trips_and_names_bad_lines(tmp_path):
     with pytest.raises(UserError, match=r"bad.jsonl:2 is not valid JSON"):
         read_pairs(bad)
     bad.write_text(json.dumps({"prompt": "p", "chosen": "a"}) + "\n")
-    with pytest.raises(UserError, match=r"bad.jsonl:1: .*missing or not: \['rejected'\]"):
+    with pytest.raises(UserError, match=r"bad.jsonl:1: .*missing or not text: \['rejected'\]"):
         read_pairs(bad)
     same = {"prompt": "p", "chosen": "a", "rejected": "a"}
     bad.write_text(json.dumps(same) + "\n")
