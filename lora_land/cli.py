@@ -3,7 +3,8 @@
 Subcommands: `prepare` (the embedded model), `train` (a LoRA adapter on a task's template),
 `evaluate` (a base or adapter on a task's rows, recorded in leaderboards/measured_here.csv),
 `zoo` (train and evaluate the mini zoo in assets/adapters/), `export-preferences` (arena votes
-as DPO/reward-model pairs or CSV).
+as DPO/reward-model pairs or CSV), `rlhf` (online iterative DPO from a zoo adapter, installed
+as `<task>@dpo`), `reward-model` (a reward model on pairs).
 The web app is started by `app.py`, not here. Errors meant for users print without a traceback.
 """
 
@@ -65,16 +66,16 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def _adapter_source(adapter: str, base_name: str, task: str):
     """`--adapter`: a deployment id `<base>/<task>`, a zoo task name, or a local directory."""
-    from lora_land.deployment import AdapterSource
+    from lora_land.deployment import AdapterSource, split_variant
 
     path = Path(adapter).expanduser()
     if path.is_dir() and (path / "adapter_config.json").is_file():
         return AdapterSource(id=f"{base_name}/{task}", task=task, path=path.resolve())
     adapter_id = adapter if "/" in adapter else f"{base_name}/{adapter}"
     if adapter_id.startswith(f"{base_name}/"):
-        local = ZOO_DIR / adapter_id.split("/", 1)[1]
+        local = ZOO_DIR / adapter_id.split("/", 1)[1]  # "<task>" or a variant "<task>@dpo"
         if base_name == EMBEDDED_BASE and (local / "adapter_config.json").is_file():
-            return AdapterSource(id=adapter_id, task=adapter_id.split("/", 1)[1], path=local)
+            return AdapterSource(id=adapter_id, task=split_variant(local.name)[0], path=local)
     raise UserError(
         f"--adapter {adapter!r} is neither a local adapter directory nor a zoo adapter of "
         f"{base_name!r} (zoo: {', '.join(sorted(p.name for p in ZOO_DIR.glob('*'))) or 'empty'})"
@@ -253,6 +254,185 @@ def _add_export_preferences(sub) -> None:
     x.set_defaults(func=cmd_export_preferences)
 
 
+# -- rlhf and reward-model (issue 11: the RLHF Workflow loop) ---------------------------------
+def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
+    """Online iterative DPO from a supervised adapter, installed as `<task>@dpo`."""
+    from lora_land.evaluation.bases import resolve_base
+    from lora_land.evaluation.tasks import load_task
+    from lora_land.rlhf.dpo import DpoSettings
+    from lora_land.rlhf.loop import LoopConfig, run_loop
+
+    run_dir = Path(args.run_dir) if args.run_dir else PROJECT_ROOT / "runs" / "rlhf" / args.task
+    if args.background:
+        return _in_background(args.argv, run_dir / "rlhf.log")
+    load_task(args.task)  # an unknown task is named before anything loads
+    base = resolve_base(args.base, settings)
+    source = _adapter_source(args.adapter or args.task, base.name, args.task)
+    if source.task != args.task:
+        raise UserError(
+            f"--adapter {args.adapter!r} is for task {source.task!r}, not {args.task!r}"
+        )
+    if args.out:
+        out = Path(args.out)
+    elif base.name == EMBEDDED_BASE:
+        out = ZOO_DIR / f"{args.task}@dpo"
+    else:
+        out = run_dir / "dpo"
+    config = LoopConfig(
+        task=args.task,
+        adapter=source.path,
+        adapter_id=source.id,
+        run_dir=run_dir,
+        out=out,
+        base=args.base,
+        iterations=args.iterations,
+        prompts=args.prompts,
+        k=args.k,
+        reward=args.reward,
+        length_penalty=args.length_penalty,
+        max_new_tokens=args.max_new_tokens,
+        eval_limit=args.eval_limit,
+        eval_max_new_tokens=args.eval_max_new_tokens,
+        seed=args.seed,
+        time_budget_s=args.time_budget * 60,
+        dpo=DpoSettings(
+            beta=args.beta,
+            lr=args.lr,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            max_steps=args.max_steps,
+        ),
+    )
+
+    def show(record: dict) -> None:
+        ev = record["eval"]
+        diff = ev.get("vs_pi0")
+        vs = (
+            f", vs pi_0 {diff['mean']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}]"
+            if diff
+            else ""
+        )
+        pairs = f", {record['pairs']} pairs" if record["iteration"] else ""
+        sc = ev["score"]
+        print(
+            f"pi_{record['iteration']}: {ev['metric']} {sc['mean']:.3f} "
+            f"[{sc['low']:.3f}, {sc['high']:.3f}] (n={sc['n']}){pairs}{vs}",
+            flush=True,
+        )
+
+    result = run_loop(config, settings, on_record=show)
+    if result.stopped:
+        print(f"stopped: {result.stopped}; run again with the same options to resume")
+        return 0
+    print(f"installed {result.installed}")
+    if result.installed and not args.eval_limit and not args.no_record:
+        _record_dpo(config, base, result, out)
+    return 0
+
+
+def _record_dpo(config, base, result, out: Path, measured: Path | None = None) -> None:
+    """The "measured here" row of the installed variant (`<base>/<task>@<variant>`), written
+    through the evaluation runner's own functions (so the row has the same columns)."""
+    from lora_land.evaluation.runner import EvalReport, measured_row, record
+    from lora_land.rlhf.loop import SAMPLES_DIR
+    from lora_land.training.model_card import display_path
+
+    last = result.curve[-1]["eval"]
+    adapter_id = f"{base.name}/{out.name}"
+    scores = last["row_scores"]
+    report = EvalReport(
+        config.task, adapter_id, last["metric"], sum(scores) / len(scores), len(scores),
+        [{"score": s} for s in scores],
+    )  # fmt: skip
+    data = display_path(config.eval_data or SAMPLES_DIR / f"{config.task}.jsonl")
+    record(report, measured_row(report, base.name, base.hub_id, data, adapter_id), measured)
+
+
+def cmd_reward_model(args: argparse.Namespace, settings: Settings) -> int:
+    """A Bradley-Terry reward model (TRL RewardTrainer, LoRA + scalar head) on a pairs file."""
+    from lora_land.rlhf.reward_model import RewardModelSettings, train_reward_model
+
+    pairs = Path(args.pairs)
+    out = Path(args.out) if args.out else PROJECT_ROOT / "runs" / "reward_models" / pairs.stem
+    summary = train_reward_model(
+        pairs,
+        out,
+        base=args.base,
+        settings=RewardModelSettings(
+            epochs=args.epochs,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            held_out=args.held_out,
+            seed=args.seed,
+            max_steps=args.max_steps,
+        ),
+    )
+    acc = summary["held_out_accuracy"]
+    print(
+        f"reward model written to {out}: pairwise accuracy on {acc['n']} held-out pairs "
+        f"{acc['mean']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] "
+        f"(trained on {summary['train_pairs']} pairs); use it with `rlhf --reward {out}`"
+    )
+    return 0
+
+
+def _in_background(argv: list[str], log_path: Path) -> int:
+    import subprocess
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "lora_land.cli", *(a for a in argv if a != "--background")]
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
+    print(f"running in the background as pid {proc.pid}; follow it with: tail -f {log_path}")
+    return 0
+
+
+def _add_rlhf_parsers(sub) -> None:
+    r = sub.add_parser("rlhf", help="online iterative DPO from a supervised adapter")
+    r.add_argument("--task", required=True)
+    r.add_argument("--adapter", help="pi_0: adapter id, zoo task name or dir (default: the zoo's)")
+    r.add_argument("--base", default=EMBEDDED_BASE)
+    r.add_argument("--reward", default="metric", help="'metric' or a reward-model directory")
+    r.add_argument("--iterations", type=int, default=3)
+    r.add_argument("--prompts", type=int, default=0, help="per iteration (0: by answer length)")
+    r.add_argument("--k", type=int, default=8, help="answers sampled per prompt")
+    r.add_argument("--length-penalty", type=float, default=0.0, help="reward per character")
+    r.add_argument("--beta", type=float, default=0.1)
+    r.add_argument("--lr", type=float, default=5e-5)
+    r.add_argument("--epochs", type=float, default=2.0)
+    r.add_argument("--batch-size", type=int, default=8, help="pairs per DPO step")
+    r.add_argument("--max-steps", type=int, default=-1, help="cap DPO steps per iteration")
+    r.add_argument("--max-new-tokens", type=int, default=128, help="when sampling")
+    r.add_argument("--eval-limit", type=int, default=0, help="first N evaluation rows only")
+    r.add_argument("--eval-max-new-tokens", type=int, default=256)
+    r.add_argument("--time-budget", type=float, default=0, help="minutes (0: none)")
+    r.add_argument("--run-dir", help="iteration files (default runs/rlhf/TASK); resumable")
+    r.add_argument("--out", help="pi_T (default assets/adapters/TASK@dpo on the embedded base)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--no-record", action="store_true", help="no measured_here.csv row")
+    r.add_argument("--background", action="store_true", help="detach; log in RUN_DIR/rlhf.log")
+    r.set_defaults(func=cmd_rlhf)
+
+    m = sub.add_parser("reward-model", help="train a Bradley-Terry reward model on pairs")
+    m.add_argument("--pairs", required=True, help="JSONL {prompt, chosen, rejected}")
+    m.add_argument("--out", help="directory (default runs/reward_models/<pairs file stem>)")
+    m.add_argument("--base", default=EMBEDDED_BASE)
+    m.add_argument("--epochs", type=float, default=2.0)
+    m.add_argument("--lr", type=float, default=2e-4)
+    m.add_argument("--batch-size", type=int, default=8)
+    m.add_argument("--held-out", type=float, default=0.2, help="fraction kept for accuracy")
+    m.add_argument("--max-steps", type=int, default=-1)
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(func=cmd_reward_model)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lora-land", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -295,11 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--wait", action="store_true", help="wait for adapters trained elsewhere")
     z.set_defaults(func=cmd_zoo)
     _add_export_preferences(sub)
+    _add_rlhf_parsers(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # `rlhf --background` re-runs it
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return args.func(args, Settings.from_env())

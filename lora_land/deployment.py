@@ -2,7 +2,10 @@
 
 A deployment is a small JSON file (presets live in `deployments/`), chosen by
 `Settings.deployment` and adjusted by environment overrides. It maps public adapter ids
-(`<base>/<task>`, e.g. `smollm2-135m-instruct/glue_sst2`) to where their files are.
+(`<base>/<task>`, e.g. `smollm2-135m-instruct/glue_sst2`) to where their files are. A variant
+of a task's adapter (e.g. the DPO-trained one) is served beside it as `<base>/<task>@<variant>`
+(`smollm2-135m-instruct/glue_sst2@dpo`, files in `<adapters_dir>/<task>@<variant>/`); its
+`AdapterSource.task` is the plain task, so code that needs the task never parses the id.
 Users only ever pass those ids; `Deployment.resolve` turns an id into a source and refuses
 anything else unless the operator allowed arbitrary adapters.
 
@@ -12,6 +15,7 @@ This module does not load anything: the engine does. It imports no torch.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,8 +24,26 @@ from pathlib import Path
 from lora_land.config import PROJECT_ROOT, Settings
 from lora_land.errors import ConfigError, UnknownAdapterError
 
+log = logging.getLogger(__name__)
 DEPLOYMENTS_DIR = PROJECT_ROOT / "deployments"
 _HUB_REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_VARIANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+VARIANT_SEP = "@"
+
+
+def split_variant(name: str) -> tuple[str, str | None]:
+    """`"glue_sst2@dpo"` -> `("glue_sst2", "dpo")`; `"glue_sst2"` -> `("glue_sst2", None)`.
+
+    `ConfigError` when the part after `@` is not a short lowercase name."""
+    task, sep, variant = name.partition(VARIANT_SEP)
+    if not sep:
+        return name, None
+    if not task or not _VARIANT.match(variant):
+        raise ConfigError(
+            f"adapter name {name!r}: a variant is `<task>@<name>` with a lowercase name of "
+            "1-32 letters, digits, '_' or '-'"
+        )
+    return task, variant
 
 
 @dataclass(frozen=True)
@@ -34,6 +56,12 @@ class AdapterSource:
     repo: str | None = None  # Hub repo id
     revision: str | None = None  # Hub revision (branch, tag or commit)
     pinned: bool = False  # preload and never evict
+
+    @property
+    def variant(self) -> str | None:
+        """The variant name (`"dpo"` for `<base>/<task>@dpo`), None for the plain adapter."""
+        _, sep, variant = self.id.rsplit("/", 1)[-1].partition(VARIANT_SEP)
+        return variant if sep else None
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.repo is None):
@@ -82,21 +110,32 @@ class Deployment:
         """The served adapter for a catalog task, if any."""
         return self.adapters.get(f"{self.base.name}/{task}")
 
+    def variants_for_task(self, task: str) -> list[AdapterSource]:
+        """The task's served adapters: the plain one first (if served), then its variants."""
+        found = [a for a in self.adapters.values() if a.task == task]
+        return sorted(found, key=lambda a: (a.variant is not None, a.variant or ""))
+
     @property
     def served_tasks(self) -> list[str]:
-        return sorted(a.task for a in self.adapters.values() if a.task)
+        return sorted({a.task for a in self.adapters.values() if a.task})
 
 
 def _scan_adapters_dir(base_name: str, directory: Path, pinned: set[str]) -> dict:
-    """Every sub-directory with an adapter_config.json is an adapter for the task it names."""
+    """Every sub-directory with an adapter_config.json is an adapter for the task it names;
+    `<task>@<variant>/` is a variant of that task's adapter, served as `<base>/<task>@<variant>`."""
     found: dict[str, AdapterSource] = {}
     if not directory.is_dir():
         return found
     for sub in sorted(directory.iterdir()):
         if (sub / "adapter_config.json").is_file():
+            try:
+                task, _ = split_variant(sub.name)
+            except ConfigError as e:
+                log.warning("skipping %s: %s", sub, e)
+                continue
             adapter_id = f"{base_name}/{sub.name}"
             found[adapter_id] = AdapterSource(
-                id=adapter_id, task=sub.name, path=sub, pinned=sub.name in pinned
+                id=adapter_id, task=task, path=sub, pinned=sub.name in pinned
             )
     return found
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lora_land.config import Settings
-from lora_land.deployment import load_deployment
+from lora_land.deployment import load_deployment, split_variant
 from lora_land.errors import ConfigError, UnknownAdapterError
 
 
@@ -66,3 +66,36 @@ def test_missing_deployment_lists_presets():
 def test_base_override_replaces_source(tmp_path):
     dep = load_deployment(Settings(base_override=str(tmp_path)))
     assert dep.base.source == str(tmp_path)
+
+
+def test_variant_dirs_are_served_beside_the_plain_adapter_with_the_plain_task(tmp_path):
+    _adapter_dir(tmp_path, "glue_sst2")
+    _adapter_dir(tmp_path, "glue_sst2@dpo")
+    _adapter_dir(tmp_path, "conllpp@dpo")  # a variant may be served without its plain adapter
+    dep = load_deployment(Settings(adapters_dir_override=tmp_path))
+    dpo = dep.resolve("smollm2-135m-instruct/glue_sst2@dpo")
+    assert (dpo.task, dpo.variant, dpo.path) == ("glue_sst2", "dpo", tmp_path / "glue_sst2@dpo")
+    plain = dep.resolve("smollm2-135m-instruct/glue_sst2")
+    assert (plain.task, plain.variant) == ("glue_sst2", None)
+    assert plain.pinned and not dpo.pinned  # pins name plain adapters only
+    assert dep.adapter_for_task("glue_sst2") == plain
+    assert [a.id for a in dep.variants_for_task("glue_sst2")] == [
+        "smollm2-135m-instruct/glue_sst2",
+        "smollm2-135m-instruct/glue_sst2@dpo",
+    ]
+    assert dep.served_tasks == ["conllpp", "glue_sst2"]  # each task once
+
+
+def test_badly_named_variant_dirs_are_skipped_not_served(tmp_path):
+    _adapter_dir(tmp_path, "glue_sst2@DPO v2")
+    _adapter_dir(tmp_path, "@dpo")
+    _adapter_dir(tmp_path, "glue_sst2")
+    dep = load_deployment(Settings(adapters_dir_override=tmp_path))
+    assert sorted(dep.adapters) == ["smollm2-135m-instruct/glue_sst2"]
+
+
+def test_split_variant_names_the_bad_part():
+    assert split_variant("glue_sst2@dpo") == ("glue_sst2", "dpo")
+    assert split_variant("glue_sst2") == ("glue_sst2", None)
+    with pytest.raises(ConfigError, match=r"'glue_sst2@'.*lowercase name of 1-32"):
+        split_variant("glue_sst2@")

@@ -100,10 +100,16 @@ def _measured_lines(services: Services, base: str, task: Task) -> str:
     )
     if not rows:
         return head + "**Measured here:** none yet."
-    parts = [
-        f"{'adapter' if m.adapter else 'base'} {_fmt(m.score)} (n={m.n}, {m.date})" for m in rows
-    ]
+    parts = [f"{_measured_kind(m.adapter)} {_fmt(m.score)} (n={m.n}, {m.date})" for m in rows]
     return head + "**Measured here:** " + " · ".join(parts)
+
+
+def _measured_kind(adapter: str) -> str:
+    """ "base", "adapter", or the variant's name for `<base>/<task>@<variant>` ("dpo adapter")."""
+    if not adapter:
+        return "base"
+    _, sep, variant = adapter.rpartition("@")
+    return f"{variant} adapter" if sep and "/" not in variant else "adapter"
 
 
 def details_markdown(services: Services, base: str, task_name: str) -> str:
@@ -139,7 +145,9 @@ def _serving_line(services: Services, base: str, task: Task) -> str:
     if served is None:
         return f"{hub_text}\n\n**Served here:** no adapter for this task; Run compares base only."
     state = STATE_WORDS.get(services.engine.adapter_state(served), "unknown")
-    return f"{hub_text}\n\n**Served here:** `{served}`, {state}"
+    variants = [a.id for a in services.deployment.variants_for_task(task.name) if a.variant]
+    also = f" · also served: {', '.join(f'`{v}`' for v in variants)}" if variants else ""
+    return f"{hub_text}\n\n**Served here:** `{served}`, {state}{also}"
 
 
 def filled_prompt(task: Task, values: list[str]) -> str:

@@ -121,3 +121,27 @@ def test_metrics_count_requests_by_route_adapter_and_outcome(client):
     assert 'route="/v1/completions"' in text
     assert "lora_land_ttft_seconds_bucket" in text and "lora_land_queue_depth 0.0" in text
     assert "lora_land_adapter_cache_misses_total" in text
+
+
+def test_models_list_a_dpo_variant_with_its_plain_task(tmp_path, serve_asgi):
+    from lora_land.catalog import load_catalog
+    from lora_land.config import Settings
+    from lora_land.deployment import load_deployment
+    from lora_land.server.app import build_api
+    from lora_land.services import Services
+    from tests.fakes import FakeEngine
+
+    for name in ("glue_sst2", "glue_sst2@dpo"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter_config.json").write_text("{}")
+    settings = Settings(adapters_dir_override=tmp_path, cache_dir=tmp_path)
+    deployment = load_deployment(settings)
+    engine = FakeEngine(adapters=sorted(deployment.adapters), replies={None: "x"})
+    services = Services(settings, load_catalog(), deployment, engine, None)
+    with httpx.Client(base_url=serve_asgi(build_api(services)), timeout=10) as c:
+        listed = {m["id"]: m["task"] for m in c.get("/v1/models").json()["data"]}
+    assert listed == {
+        "smollm2-135m-instruct": None,
+        ADAPTER: "glue_sst2",
+        f"{ADAPTER}@dpo": "glue_sst2",
+    }

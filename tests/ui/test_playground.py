@@ -307,3 +307,22 @@ def test_the_ui_rate_limit_counts_runs_per_client():
     message = pg.rate_limited(limiter, alice)
     assert message is not None and "1 runs a minute per client" in message
     assert pg.rate_limited(limiter, bob) is None  # another client is not affected
+
+
+def test_details_list_a_served_dpo_variant_beside_the_adapter(tmp_path):
+    services = make_services(tmp_path, None)
+    dpo = AdapterSource(id=f"{SST2}@dpo", task="glue_sst2", path=tmp_path / "glue_sst2@dpo")
+    services = replace(
+        services,
+        deployment=replace(
+            services.deployment, adapters={**services.deployment.adapters, dpo.id: dpo}
+        ),
+    )
+    text = view.details_markdown(services, BASE, "glue_sst2")
+    assert f"`{SST2}`, cold" in text and text.endswith(f" · also served: `{SST2}@dpo`")
+    assert "also served" not in view.details_markdown(services, BASE, "glue_cola")
+    assert [view._measured_kind(a) for a in ("", SST2, f"{SST2}@dpo")] == [
+        "base",
+        "adapter",
+        "dpo adapter",
+    ]

@@ -1,0 +1,97 @@
+"""Model cards for DPO adapter variants: README.md with the loop's iteration table.
+
+Built from `rlhf_summary.json` (written by `loop.install`): what pi_0 was, the recipe's
+settings, and per iteration the pairs used, rewards of chosen and rejected answers, the DPO
+loss, the KL proxy and the evaluation score with its 95% interval and its paired difference
+to pi_0. It writes text; it trains and imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SUMMARY_FILE = "rlhf_summary.json"
+
+
+def _num(value, fmt: str = ".3f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _interval(ci: dict | None, signed: bool = False) -> str:
+    if not ci:
+        return "-"
+    sign = "+" if signed else ""
+    return f"{ci['mean']:{sign}.3f} [{ci['low']:{sign}.3f}, {ci['high']:{sign}.3f}]"
+
+
+def iteration_table(curve: list[dict]) -> list[str]:
+    lines = [
+        "| t | prompts | pairs | tied | reward chosen / rejected | DPO loss before -> after "
+        "| KL proxy | eval score [95% CI] | vs pi_0 [95% CI] |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in curve:
+        ev, dpo = r["eval"], r.get("dpo") or {}
+        if r["iteration"] == 0:
+            lines.append(
+                f"| 0 (pi_0) | | | | | | | {_interval(ev['score'])} (n={ev['score']['n']}) | |"
+            )
+            continue
+        lines.append(
+            f"| {r['iteration']} | {r['prompts']} | {r['pairs']} | {r['skipped_ties']} "
+            f"| {_num(r['reward_chosen'])} / {_num(r['reward_rejected'])} "
+            f"| {_num(dpo.get('loss_before'), '.4f')} -> {_num(dpo.get('loss_after'), '.4f')} "
+            f"| {_num(dpo.get('kl_chosen'), '.2f')} "
+            f"| {_interval(ev['score'])} | {_interval(ev.get('vs_pi0'), signed=True)} |"
+        )
+    return lines
+
+
+def write_card(adapter_dir: Path) -> Path:
+    s = json.loads((Path(adapter_dir) / SUMMARY_FILE).read_text())
+    c, task = s["config"], s["task"]
+    dpo = c["dpo"]
+    last = s["curve"][-1]
+    metric = last["eval"]["metric"]
+    text = "\n".join(
+        [
+            "---",
+            f"base_model: {s['base_hub_id']}",
+            "library_name: peft",
+            "pipeline_tag: text-generation",
+            f"tags: [lora, lora-land, dpo, rlhf, {task}]",
+            "---",
+            "",
+            f"# LoRA Land mini zoo: `{task}` after iterative DPO (`@dpo`)",
+            "",
+            f"The supervised adapter `{s['pi0']}` (pi_0) improved with online iterative DPO,",
+            "the RLHF Workflow recipe (arXiv 2405.07863) scaled to a CPU: each iteration samples",
+            f"K={c['k']} answers per training prompt from the current policy (half at temperature",
+            "0.7, half at 1.0), scores them with the proxy reward "
+            f"(`{c['reward']}`: {'the task metric against the gold target' if c['reward'] == 'metric' else 'a reward model'}),",  # noqa: E501
+            "pairs the best with the worst answer (`max_min`, ties skipped"
+            + (f", length penalty {c['length_penalty']}/char" if c["length_penalty"] else "")
+            + "), and trains",
+            f"DPO with TRL (sigmoid loss, beta {dpo['beta']}, lr {dpo['lr']}, "
+            f"{dpo['epochs']} epochs,",
+            "LoRA weights only) warm-started from the previous iteration, the reference fixed at",
+            "pi_0. Each policy is evaluated greedily on the task's evaluation rows with the",
+            f"report's metric (`{metric}`). Prompts: {s.get('prompt_rows') or 'training rows'},",
+            "a fresh slice per iteration.",
+            "",
+            "## Iterations",
+            "",
+            *iteration_table(s["curve"]),
+            "",
+            "KL proxy: mean log pi_t(chosen) - log pi_0(chosen) over the iteration's chosen",
+            "answers (nats per answer). Intervals: 95% bootstrap; the last column is the paired",
+            "difference to pi_0 on the same rows, a difference only counts when it excludes 0.",
+            "",
+            f"Served as `{s['base_name']}/{task}@dpo` beside the supervised `{s['pi0']}`.",
+            "",
+        ]
+    )
+    path = Path(adapter_dir) / "README.md"
+    path.write_text(text)
+    return path

@@ -1,0 +1,378 @@
+"""The loop: online iterative DPO on a LoRA adapter, faithful to the RLHF Workflow recipe.
+
+pi_0 is a supervised adapter. Each iteration t = 1..T takes a fresh slice of the task's
+training prompts, samples K answers per prompt from pi_{t-1} through our engine, scores them
+with the proxy reward (the task's metric against the gold target, or a reward model), pairs
+best with worst (`max_min`), trains DPO from pi_{t-1} against the fixed reference pi_0, and
+evaluates pi_t greedily on the evaluation rows with the report's metric. pi_0 is evaluated
+first, so the curve starts at the supervised score.
+
+Everything an iteration makes lives in `run_dir/iter<t>/` (samples.jsonl, pairs.jsonl,
+adapter/, record.json): a killed run resumes at the first phase whose file is missing, and a
+time budget stops the run between phases. The last pi_T is installed in `out` with a model
+card (see `card.py`). This module orchestrates; the pieces are in sampling, rewards, pairing,
+dpo and stats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from lora_land.config import PROJECT_ROOT, Settings
+from lora_land.errors import UserError
+from lora_land.evaluation.tasks import TaskSpec, load_task, read_rows
+from lora_land.rlhf.dpo import DpoSettings
+from lora_land.rlhf.pairing import max_min_pairs, read_samples, write_jsonl
+from lora_land.rlhf.rewards import Reward
+from lora_land.rlhf.stats import mean_interval, paired_difference
+
+log = logging.getLogger(__name__)
+SAMPLES_DIR = PROJECT_ROOT.parent / "shared" / "data" / "samples"
+RECORD = "record.json"
+SUMMARY_FILE = "rlhf_summary.json"
+# Prompts per iteration when not given: sized for about 15 minutes per iteration on 2 CPU
+# cores with K=8 (short answers: a few hundred prompts; long answers: far fewer).
+SHORT_ANSWER_PROMPTS = 160
+LONG_ANSWER_PROMPTS = 32
+LONG_ANSWER_METRICS = frozenset({"rouge", "dbpedia"})
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    task: str
+    adapter: Path  # pi_0's directory (a supervised adapter)
+    adapter_id: str  # its public id, recorded in the card (e.g. smollm2-135m-instruct/glue_sst2)
+    run_dir: Path  # where iterations keep their files (resumable)
+    out: Path | None = None  # where pi_T is installed (e.g. assets/adapters/<task>@dpo)
+    base: str = "smollm2-135m-instruct"
+    iterations: int = 3
+    prompts: int = 0  # per iteration; 0 picks by the task's answer length
+    k: int = 8
+    reward: str = "metric"  # "metric" or a reward-model directory
+    length_penalty: float = 0.0
+    max_new_tokens: int = 128  # when sampling
+    eval_max_new_tokens: int = 256  # the report's decoding
+    eval_limit: int = 0  # first N evaluation rows only (0: all)
+    train_data: Path | None = None  # default: shared/data/samples/train/<task>.jsonl
+    eval_data: Path | None = None  # default: shared/data/samples/<task>.jsonl
+    seed: int = 0
+    time_budget_s: float = 0.0  # 0: no budget
+    dpo: DpoSettings = field(default_factory=DpoSettings)
+
+    def fingerprint(self) -> dict:
+        """What must match for a run directory to be resumed."""
+        d = asdict(self)
+        for key in ("run_dir", "out", "time_budget_s", "iterations"):
+            d.pop(key)
+        d["dpo"].pop("measure_before")
+        return json.loads(json.dumps(d, default=str))
+
+
+@dataclass
+class LoopResult:
+    curve: list[dict] = field(default_factory=list)  # one record per evaluated policy
+    stopped: str | None = None  # why the run stopped early ("time budget")
+    installed: Path | None = None
+
+
+def prompts_per_iteration(config: LoopConfig, task: TaskSpec) -> int:
+    if config.prompts:
+        return config.prompts
+    return LONG_ANSWER_PROMPTS if task.metric_fn in LONG_ANSWER_METRICS else SHORT_ANSWER_PROMPTS
+
+
+def training_rows(task: str, train_data: Path | None = None) -> tuple[list[dict], str]:
+    """(rows the loop takes prompts from, where they come from): `train_data` if given, else
+    the TRAIN part of the zoo's seeded train/dev split (never dev, never the evaluation rows)."""
+    if train_data is not None:
+        return read_rows(train_data), str(train_data)
+    try:
+        from lora_land.training.split import load_split
+    except ImportError:  # TODO(issue 10): drop this fallback once its split module is on main
+        return read_rows(SAMPLES_DIR / "train" / f"{task}.jsonl"), "train file (no split module)"
+    return load_split(task).train, "train part of the train/dev split"
+
+
+def prompt_slices(rows: list[dict], per_iteration: int, iterations: int, seed: int) -> list:
+    """Disjoint slices of the training rows, one per iteration (seeded shuffle)."""
+    need = per_iteration * iterations
+    if need > len(rows):
+        raise UserError(
+            f"{iterations} iterations x {per_iteration} prompts need {need} training rows; "
+            f"the task has {len(rows)} (lower --prompts or --iterations)"
+        )
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    return [
+        [rows[i] for i in order[t * per_iteration : (t + 1) * per_iteration]]
+        for t in range(iterations)
+    ]
+
+
+class _Clock:
+    def __init__(self, budget_s: float) -> None:
+        self.start, self.budget_s = time.monotonic(), budget_s
+
+    def out_of_time(self, need_s: float = 0.0) -> bool:
+        return bool(self.budget_s) and time.monotonic() - self.start + need_s > self.budget_s
+
+
+def _evaluate(settings, base, task, rows, variant: str, adapter_dir: Path, config) -> dict:
+    from lora_land.evaluation.runner import evaluate_rows
+    from lora_land.rlhf.sampling import open_engine, policy_deployment
+
+    deployment = policy_deployment(base, task.name, {variant: adapter_dir})
+    engine = open_engine(settings, deployment)
+    try:
+        report = evaluate_rows(
+            engine,
+            task,
+            rows,
+            next(iter(deployment.adapters)),
+            max_new_tokens=config.eval_max_new_tokens,
+        )
+    finally:
+        engine.close()
+    scores = [r["score"] for r in report.records]
+    lengths = [len(r["prediction"]) for r in report.records]
+    return {
+        "metric": report.metric,
+        "score": mean_interval(scores, config.seed).as_dict(),
+        "row_scores": scores,
+        "mean_chars": round(sum(lengths) / len(lengths), 1),
+    }
+
+
+def _sample_and_score(settings, base, task, rows, t, policy_dir, reward, config):
+    from lora_land.rlhf.sampling import (
+        open_engine,
+        policy_deployment,
+        sample_answers,
+        score_samples,
+    )
+
+    deployment = policy_deployment(base, task.name, {f"pi{t - 1}": policy_dir})
+    engine = open_engine(settings, deployment)
+    try:
+        samples = sample_answers(
+            engine,
+            task,
+            rows,
+            next(iter(deployment.adapters)),
+            k=config.k,
+            iteration=t,
+            seed=config.seed,
+            max_new_tokens=config.max_new_tokens,
+        )
+    finally:
+        engine.close()
+    return score_samples(samples, rows, reward)
+
+
+def _load_or_start(run_dir: Path, config: LoopConfig, prompts: dict) -> None:
+    meta = run_dir / "config.json"
+    weights = Path(config.adapter) / "adapter_model.safetensors"
+    # pi_0's weights and the prompt rows too: a retrained adapter or a new split starts afresh
+    fingerprint = config.fingerprint() | prompts | {"pi0_sha256": _sha256(weights)}
+    if meta.is_file():
+        if json.loads(meta.read_text()) != fingerprint:
+            raise UserError(
+                f"run directory {run_dir} was made with other settings; pass another --run-dir "
+                "or delete it to start over"
+            )
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps(fingerprint, indent=2) + "\n")
+
+
+def run_loop(
+    config: LoopConfig,
+    settings: Settings | None = None,
+    on_record: Callable[[dict], None] | None = None,
+    reward: Reward | None = None,
+) -> LoopResult:
+    """Run (or resume) the loop; returns the curve. Phases per iteration: sample+score, pair,
+    DPO, evaluate; each phase's file makes a resumed run skip it. `reward` replaces the one
+    `config.reward` names (for code that scores answers its own way)."""
+    from lora_land.evaluation.bases import resolve_base
+    from lora_land.rlhf.rewards import load_reward
+
+    settings = settings or Settings.from_env()
+    task = load_task(config.task)
+    base = resolve_base(config.base, settings)
+    train_rows, prompt_source = training_rows(task.name, config.train_data)
+    eval_rows = read_rows(config.eval_data or SAMPLES_DIR / f"{task.name}.jsonl")
+    eval_rows = eval_rows[: config.eval_limit or None]
+    per_iteration = prompts_per_iteration(config, task)
+    slices = prompt_slices(train_rows, per_iteration, config.iterations, config.seed)
+    run_dir = Path(config.run_dir)
+    prompts = {"prompt_rows": prompt_source, "n_prompt_rows": len(train_rows)}
+    _load_or_start(run_dir, config, prompts)
+    pi0 = Path(config.adapter)
+    clock, result = _Clock(config.time_budget_s), LoopResult()
+
+    def emit(record: dict) -> None:
+        result.curve.append(record)
+        if on_record:
+            on_record(record)
+
+    first = run_dir / "iter0" / RECORD
+    if not first.is_file():
+        log.info("evaluating pi_0 (%s) on %d rows", config.adapter_id, len(eval_rows))
+        ev = _evaluate(settings, base, task, eval_rows, "pi0", pi0, config)
+        write_json(first, {"iteration": 0, "eval": ev})
+    baseline = read_json(first)
+    emit(baseline)
+    policy = pi0
+    last_duration = 0.0
+    for t in range(1, config.iterations + 1):
+        it_dir = run_dir / f"iter{t}"
+        record_path = it_dir / RECORD
+        if record_path.is_file():
+            emit(read_json(record_path))
+            policy = it_dir / "adapter"
+            continue
+        if clock.out_of_time(last_duration):
+            result.stopped = f"time budget ({config.time_budget_s:.0f} s) before iteration {t}"
+            break
+        started = time.monotonic()
+        rows = slices[t - 1]
+        samples_path = it_dir / "samples.jsonl"
+        if samples_path.is_file():
+            samples = read_samples(samples_path)
+        else:
+            reward = reward or load_reward(config.reward, task, base.source)
+            samples = _sample_and_score(settings, base, task, rows, t, policy, reward, config)
+            write_jsonl(samples_path, samples)
+        pairing = max_min_pairs(samples, config.length_penalty)
+        write_jsonl(it_dir / "pairs.jsonl", pairing.pairs)
+        log.info(
+            "iteration %d: %d prompts, %d pairs, %d skipped (all answers tied)",
+            t,
+            pairing.prompts,
+            len(pairing.pairs),
+            pairing.skipped_ties,
+        )
+        if clock.out_of_time():
+            result.stopped = f"time budget ({config.time_budget_s:.0f} s) in iteration {t}"
+            break
+        adapter_dir = it_dir / "adapter"
+        dpo_path = it_dir / "dpo.json"
+        if not dpo_path.is_file():
+            dpo = _train(config, base, policy, pi0, pairing.pairs, adapter_dir, t)
+            write_json(dpo_path, dpo)
+        dpo = read_json(dpo_path)
+        if clock.out_of_time():
+            result.stopped = f"time budget ({config.time_budget_s:.0f} s) in iteration {t}"
+            break
+        ev = _evaluate(settings, base, task, eval_rows, f"pi{t}", adapter_dir, config)
+        ev["vs_pi0"] = paired_difference(
+            ev["row_scores"], baseline["eval"]["row_scores"], config.seed
+        ).as_dict()
+        record = {
+            "iteration": t,
+            "prompts": pairing.prompts,
+            "samples": len(samples),
+            "pairs": len(pairing.pairs),
+            "skipped_ties": pairing.skipped_ties,
+            "reward_mean": _mean([s.reward for s in samples]),
+            "reward_chosen": _mean([p.reward_chosen for p in pairing.pairs]),
+            "reward_rejected": _mean([p.reward_rejected for p in pairing.pairs]),
+            "chosen_chars": _mean([len(p.chosen) for p in pairing.pairs]),
+            "rejected_chars": _mean([len(p.rejected) for p in pairing.pairs]),
+            "dpo": dpo,
+            "eval": ev,
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        write_json(record_path, record)
+        emit(record)
+        policy = adapter_dir
+        last_duration = time.monotonic() - started
+    if config.out is not None and result.stopped is None and len(result.curve) > 1:
+        result.installed = install(config, base, result.curve, policy)
+    return result
+
+
+def _train(config, base, policy: Path, pi0: Path, pairs, adapter_dir: Path, t: int) -> dict:
+    from lora_land.rlhf.dpo import train_dpo
+
+    if not pairs:  # nothing to learn from: pi_t = pi_{t-1}
+        log.warning("iteration %d: no pairs (all answers tied); pi_%d = pi_%d", t, t, t - 1)
+        adapter_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            shutil.copy(policy / name, adapter_dir / name)
+        return {
+            "steps": 0,
+            "loss_before": None,
+            "loss_after": None,
+            "kl_chosen": None,
+            "margin_after": None,
+            "train_losses": [],
+        }
+    dpo_settings = replace(config.dpo, seed=config.seed + t)
+    outcome = train_dpo(base.source, policy, pi0, pairs, adapter_dir, base.hub_id, dpo_settings)
+    return outcome.as_dict()
+
+
+def install(config: LoopConfig, base, curve: list[dict], policy: Path) -> Path:
+    """Copy pi_T's adapter to `config.out` with the summary and model card."""
+    from lora_land.rlhf.card import write_card
+
+    out = Path(config.out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(policy / name, tmp / name)
+    summary = {
+        "task": config.task,
+        "base_name": base.name,
+        "base_hub_id": base.hub_id,
+        "pi0": config.adapter_id,
+        "config": config.fingerprint(),
+        "iterations": config.iterations,
+        "prompt_rows": read_json(Path(config.run_dir) / "config.json").get("prompt_rows"),
+        "curve": [{k: v for k, v in r.items() if k != "eval"} | _short_eval(r) for r in curve],
+    }
+    write_json(tmp / SUMMARY_FILE, summary)
+    write_card(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def _short_eval(record: dict) -> dict:
+    ev = dict(record["eval"])
+    ev.pop("row_scores", None)
+    return {"eval": ev}
+
+
+def _sha256(path: Path) -> str:
+    if not path.is_file():
+        raise UserError(f"pi_0 adapter has no weights file: {path}")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def write_json(path: Path, data: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

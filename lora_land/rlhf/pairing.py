@@ -1,0 +1,128 @@
+"""Samples, preference pairs and the `max_min` pairing rule of the RLHF Workflow recipe.
+
+Each prompt's K scored answers become at most one pair: the best answer as `chosen`, the
+worst as `rejected` (RLHFlow's `max_min`), optionally after a length penalty
+(reward - lambda * characters). Prompts whose answers all score the same teach nothing and
+are skipped. Pairs are read and written as JSONL `{prompt, chosen, rejected}` (the Arena's
+export format), so the reward-model trainer and the DPO step share one file format.
+This module is plain Python: it samples and trains nothing and imports no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lora_land.errors import UserError
+
+log = logging.getLogger(__name__)
+PAIR_KEYS = ("prompt", "chosen", "rejected")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sampled answer to one prompt, with how it was drawn and (once scored) its reward."""
+
+    prompt_index: int  # position of the prompt in the iteration's slice
+    prompt: str
+    text: str
+    temperature: float
+    seed: int
+    finish_reason: str
+    completion_tokens: int
+    reward: float | None = None
+
+
+@dataclass(frozen=True)
+class Pair:
+    prompt: str
+    chosen: str
+    rejected: str
+    reward_chosen: float | None = None  # the rewards before any length penalty
+    reward_rejected: float | None = None
+
+
+@dataclass(frozen=True)
+class Pairing:
+    pairs: list[Pair]
+    prompts: int  # prompts that had samples
+    skipped_ties: int  # prompts whose answers all scored the same
+
+
+def max_min_pairs(samples: Sequence[Sample], length_penalty: float = 0.0) -> Pairing:
+    """Best vs worst answer per prompt; ties (all answers scored alike) are dropped.
+
+    The ranking score is `reward - length_penalty * len(text)`; among equal scores the
+    earliest sample wins, so the result is deterministic for a given sample order."""
+    if length_penalty < 0:
+        raise UserError(f"length penalty must be >= 0 (got {length_penalty})")
+    groups: dict[int, list[Sample]] = {}
+    for s in samples:
+        if s.reward is None:
+            raise UserError(f"sample {s.seed} of prompt {s.prompt_index} has no reward yet")
+        groups.setdefault(s.prompt_index, []).append(s)
+    pairs, skipped = [], 0
+    for index in sorted(groups):
+        group = groups[index]
+        ranked = [s.reward - length_penalty * len(s.text) for s in group]
+        hi = max(range(len(group)), key=lambda i: (ranked[i], -i))
+        lo = min(range(len(group)), key=lambda i: (ranked[i], i))
+        if ranked[hi] == ranked[lo]:
+            skipped += 1
+            continue
+        best, worst = group[hi], group[lo]
+        pairs.append(Pair(best.prompt, best.text, worst.text, best.reward, worst.reward))
+    return Pairing(pairs, len(groups), skipped)
+
+
+def write_jsonl(path: Path, items: Iterable[object]) -> Path:
+    """Dataclasses (or dicts) as JSONL, written to a temporary file then renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        for item in items:
+            f.write(json.dumps(item if isinstance(item, dict) else asdict(item)) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_samples(path: Path) -> list[Sample]:
+    return [Sample(**json.loads(line)) for line in Path(path).read_text().splitlines() if line]
+
+
+def read_pairs(path: Path) -> list[Pair]:
+    """`{prompt, chosen, rejected}` JSONL (extra keys such as the Arena's metadata ignored);
+    names the line of a bad row; pairs whose two texts are equal are skipped (and counted)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"pairs file {path} not found")
+    pairs, same = [], 0
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{i} is not valid JSON: {e}") from e
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{i}: expected an object with {list(PAIR_KEYS)}")
+        bad = [k for k in PAIR_KEYS if not isinstance(row.get(k), str)]
+        if bad:
+            raise UserError(
+                f"{path}:{i}: needs text in {list(PAIR_KEYS)}; missing or not text: {bad}"
+            )
+        if row["chosen"] == row["rejected"]:
+            same += 1  # nothing to learn from; an Arena vote between identical answers
+            continue
+        pairs.append(Pair(row["prompt"], row["chosen"], row["rejected"]))
+    if same:
+        log.warning(
+            "%s: skipped %d pair(s) whose chosen and rejected are the same text", path, same
+        )
+    if not pairs:
+        raise UserError(f"pairs file {path} holds no usable pairs ({same} with identical texts)")
+    return pairs

@@ -1,0 +1,101 @@
+"""`max_min` pairing, the pairs file format, and the intervals the loop reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lora_land.errors import UserError
+from lora_land.rlhf.pairing import Sample, max_min_pairs, read_pairs, write_jsonl
+from lora_land.rlhf.stats import mean_interval, paired_difference
+from tests.conftest import read_jsonl
+
+
+def _s(index: int, text: str, reward: float, seed: int = 0) -> Sample:
+    return Sample(index, f"prompt {index}", text, 1.0, seed, "eos", len(text), reward)
+
+
+def test_best_and_worst_answer_of_each_prompt_make_the_pair():
+    samples = [_s(0, "a", 0.2), _s(0, "b", 0.9), _s(0, "c", 0.1), _s(1, "x", 1.0), _s(1, "y", 0)]
+    pairing = max_min_pairs(samples)
+    assert [(p.prompt, p.chosen, p.rejected) for p in pairing.pairs] == [
+        ("prompt 0", "b", "c"),
+        ("prompt 1", "x", "y"),
+    ]
+    assert (pairing.pairs[0].reward_chosen, pairing.pairs[0].reward_rejected) == (0.9, 0.1)
+    assert (pairing.prompts, pairing.skipped_ties) == (2, 0)
+
+
+def test_prompts_whose_answers_all_score_the_same_are_skipped():
+    samples = [_s(0, "a", 1.0), _s(0, "b", 1.0), _s(1, "c", 0.0), _s(1, "d", 0.5)]
+    pairing = max_min_pairs(samples)
+    assert [(p.chosen, p.rejected) for p in pairing.pairs] == [("d", "c")]
+    assert pairing.skipped_ties == 1
+
+
+def test_length_penalty_prefers_the_shorter_of_equally_rewarded_answers():
+    samples = [_s(0, "short", 1.0), _s(0, "a much longer answer", 1.0)]
+    assert max_min_pairs(samples).pairs == []  # a tie without the penalty
+    pair = max_min_pairs(samples, length_penalty=0.01).pairs[0]
+    assert (pair.chosen, pair.rejected) == ("short", "a much longer answer")
+
+
+def test_unscored_samples_and_negative_penalties_are_refused():
+    with pytest.raises(UserError, match="no reward"):
+        max_min_pairs([Sample(0, "p", "a", 1.0, 7, "eos", 1)])
+    with pytest.raises(UserError, match=r"length penalty must be >= 0 \(got -1"):
+        max_min_pairs([_s(0, "a", 1.0)], length_penalty=-1)
+
+
+def test_pairs_file_round_trips_and_names_bad_lines(tmp_path):
+    samples = [_s(0, "good", 1.0), _s(0, "bad", 0.0)]
+    path = write_jsonl(tmp_path / "pairs.jsonl", max_min_pairs(samples).pairs)
+    assert [(p.prompt, p.chosen, p.rejected) for p in read_pairs(path)] == [
+        ("prompt 0", "good", "bad")
+    ]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n{oops\n")
+    with pytest.raises(UserError, match=r"bad.jsonl:2 is not valid JSON"):
+        read_pairs(bad)
+    bad.write_text(json.dumps({"prompt": "p", "chosen": "a"}) + "\n")
+    with pytest.raises(UserError, match=r"bad.jsonl:1: .*missing or not text: \['rejected'\]"):
+        read_pairs(bad)
+    same = {"prompt": "p", "chosen": "a", "rejected": "a"}
+    bad.write_text(json.dumps(same) + "\n")
+    with pytest.raises(UserError, match=r"no usable pairs \(1 with identical texts\)"):
+        read_pairs(bad)
+    arena = {"prompt": "p", "chosen": "", "rejected": "b", "task": "t", "vote_id": 3}
+    bad.write_text(json.dumps(same) + "\n" + json.dumps(arena) + "\n")
+    assert [(p.chosen, p.rejected) for p in read_pairs(bad)] == [("", "b")]
+    with pytest.raises(UserError, match="not found"):
+        read_pairs(tmp_path / "none.jsonl")
+
+
+def test_intervals_cover_the_mean_and_collapse_for_constant_values():
+    ci = mean_interval([0, 1] * 25)
+    assert ci.n == 50 and ci.mean == 0.5 and ci.low < 0.5 < ci.high
+    assert ci.low > 0.3 and ci.high < 0.7  # about +-0.14 for n=50
+    assert mean_interval([1.0] * 5) == mean_interval([1.0] * 5).__class__(1.0, 1.0, 1.0, 5)
+    diff = paired_difference([1] * 20 + [0] * 30, [0] * 50)
+    assert diff.mean == 0.4 and diff.excludes_zero
+    assert not paired_difference([1, 0] * 10, [0, 1] * 10).excludes_zero
+    with pytest.raises(ValueError, match="differ in size"):
+        paired_difference([1, 0], [1])
+
+
+def test_loop_prompts_come_from_training_rows_never_the_evaluation_rows(samples_dir, tmp_path):
+    from lora_land.rlhf.loop import prompt_slices, training_rows
+
+    rows, source = training_rows("glue_sst2")
+    assert "train" in source and len(rows) > 100
+    evaluation = {r["sentence"] for r in read_jsonl(samples_dir / "glue_sst2.jsonl")}
+    assert evaluation.isdisjoint({r["sentence"] for r in rows})
+    slices = prompt_slices(rows, 50, 3, seed=0)
+    seen = [{r["sentence"] for r in part} for part in slices]
+    assert [len(s) for s in seen] == [50, 50, 50]
+    assert seen[0].isdisjoint(seen[1]) and seen[1].isdisjoint(seen[2])  # fresh per iteration
+    assert prompt_slices(rows, 50, 3, seed=0) == slices
+    given = tmp_path / "rows.jsonl"
+    given.write_text('{"sentence": "x", "target": "1"}\n')
+    assert training_rows("glue_sst2", given) == ([{"sentence": "x", "target": "1"}], str(given))

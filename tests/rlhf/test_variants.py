@@ -1,0 +1,41 @@
+"""Committed DPO variants (`assets/adapters/<task>@dpo/`): small fp16 adapters with an
+iteration table, served by the embedded deployment beside their supervised adapter."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lora_land.config import Settings
+from lora_land.deployment import load_deployment, split_variant
+from lora_land.rlhf.card import SUMMARY_FILE
+from lora_land.training.zoo import ZOO_DIR
+
+VARIANTS = sorted(
+    p.name for p in ZOO_DIR.glob("*@*") if (p / "adapter_config.json").is_file()
+)  # empty until the loop's adapters are committed
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_variant_is_a_small_fp16_adapter_with_its_iteration_table(name: str) -> None:
+    directory = ZOO_DIR / name
+    task, _ = split_variant(name)
+    config = json.loads((directory / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    weights = directory / "adapter_model.safetensors"
+    assert weights.stat().st_size < 2_000_000
+    assert all(t.dtype == torch.float16 for t in load_file(weights).values())
+    summary = json.loads((directory / SUMMARY_FILE).read_text())
+    assert summary["task"] == task and len(summary["curve"]) == summary["iterations"] + 1
+    card = (directory / "README.md").read_text()
+    assert "| 0 (pi_0) |" in card and f"`{task}`" in card
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_embedded_deployment_serves_the_variant_with_its_task(name: str) -> None:
+    deployment = load_deployment(Settings.from_env(deployment="embedded"))
+    source = deployment.resolve(f"smollm2-135m-instruct/{name}")
+    assert (source.task, source.variant) == split_variant(name)
