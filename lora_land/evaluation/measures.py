@@ -20,7 +20,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 
-from lora_land.training.split import TRAIN_DIR, read_jsonl
+from lora_land.evaluation.tasks import read_jsonl
+from lora_land.training.split import TRAIN_DIR
 
 MAX_LABELS = 10
 NER_TASKS = frozenset({"conllpp", "bc5cdr"})

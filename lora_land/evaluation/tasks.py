@@ -55,15 +55,24 @@ def load_task(name: str) -> TaskSpec:
     return TaskSpec(t.name, t.prompt_template, tuple(t.fields), t.metric_fn, t.eval_prompt_template)
 
 
-def read_rows(path: Path) -> list[dict]:
-    """Rows of a JSONL file (blank lines skipped); names the file and line on bad JSON."""
+def read_jsonl(path: Path) -> list[dict]:
+    """Non-blank lines of a JSONL file; names the file and line on bad JSON.
+
+    Lines end at "\\n" only: `str.splitlines` would also cut at U+2028 and friends, which JSON
+    strings may hold (mmlu's rows do)."""
     rows = []
-    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for n, line in enumerate(Path(path).read_text().split("\n"), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{i} is not valid JSON: {e}") from e
+                raise UserError(f"{path}:{n} is not valid JSON: {e}") from e
+    return rows
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a JSONL file (blank lines skipped); a file without rows is a `UserError`."""
+    rows = read_jsonl(path)
     if not rows:
         raise UserError(f"{path} holds no rows")
     return rows

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from lora_land.config import PROJECT_ROOT
 from lora_land.errors import UserError
+from lora_land.evaluation.tasks import read_jsonl
 
 TRAIN_DIR = PROJECT_ROOT.parent / "shared" / "data" / "samples" / "train"
 DEV_ROWS = 100  # at least this many dev rows where the data allows (at most half the rows)
@@ -83,18 +84,6 @@ def split_indices(
     dev_set = set(dev)
     train = tuple(i for i in range(len(rows)) if i not in dev_set)
     return train, tuple(sorted(dev))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Non-blank lines of a JSONL file; names the file and line on bad JSON."""
-    rows = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{n} is not valid JSON: {e}") from e
-    return rows
 
 
 def load_split(task: str, train_dir: Path = TRAIN_DIR, *, dev_rows: int = DEV_ROWS) -> TaskSplit:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from lora_land.config import EMBEDDED_BASE, PROJECT_ROOT, Settings
 from lora_land.evaluation.scored import ScoredRun, paired_lift, score_rows
-from lora_land.evaluation.tasks import load_task
+from lora_land.evaluation.tasks import load_task, read_jsonl
 from lora_land.training.model_card import display_path
 from lora_land.training.queue import read_json, write_json
 from lora_land.training.recipes import Recipe
 from lora_land.training.shipping import shipping_verdict
-from lora_land.training.split import TRAIN_DIR, load_split, read_jsonl
+from lora_land.training.split import TRAIN_DIR, load_split
 
 EVAL_DIR = PROJECT_ROOT.parent / "shared" / "data" / "samples"
 log = logging.getLogger("lora_land.zoo")
