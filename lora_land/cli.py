@@ -98,10 +98,10 @@ def evaluate_task(
     Steps: 1. task, rows, base; 2. a one-adapter deployment; 3. the real engine; 4. run and
     score; 5. the "measured here" row, the adapter's model card, predictions if asked.
     """
+    from lora_land.catalog.measured import MEASURED_PATH
     from lora_land.deployment import BaseSource, Deployment
     from lora_land.engine.engine import Engine
     from lora_land.evaluation.bases import resolve_base
-    from lora_land.evaluation.measured import MEASURED_PATH
     from lora_land.evaluation.runner import evaluate_rows, measured_row, record
     from lora_land.evaluation.tasks import load_task, read_rows
     from lora_land.training.model_card import display_path, record_eval
@@ -196,7 +196,7 @@ def _row_dict(row) -> dict:
 
 
 def _base_score(path: Path, row) -> float | None:
-    from lora_land.evaluation.measured import read_measured
+    from lora_land.catalog.measured import read_measured
 
     for r in read_measured(path):
         if (r.task, r.base_model, r.adapter, r.data) == (row.task, row.base_model, "", row.data):

@@ -1,4 +1,4 @@
-"""The catalog's records: tasks, base models, adapters and "measured here" rows.
+"""The catalog's records: tasks, base models and adapters.
 
 Plain frozen dataclasses, built and validated by `lora_land.catalog.loader`. They hold the
 LoRA Land report's facts as read from `leaderboards/`; they do not read files, run models
@@ -91,21 +91,6 @@ class AdapterEntry:
     def beats_gpt4(self) -> bool:
         """Strictly better than GPT-4 on this task (every metric here is higher-is-better)."""
         return self.finetuned > self.gpt4
-
-
-@dataclass(frozen=True)
-class MeasuredRow:
-    """A score measured by this project (`leaderboards/measured_here.csv`)."""
-
-    date: str
-    task: str
-    base_model: str  # e.g. "smollm2-135m-instruct" (not necessarily one of the 10)
-    adapter: str  # adapter id; "" for the bare base model
-    metric: str
-    score: float
-    n: int  # examples evaluated
-    data: str  # evaluated file, relative to the workspace
-    model: str  # the base's Hub id
 
 
 @dataclass(frozen=True)

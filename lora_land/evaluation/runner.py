@@ -15,8 +15,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from lora_land.catalog.measured import MeasuredRow, upsert_measured
 from lora_land.engine.types import GenerationRequest, TextEngine
-from lora_land.evaluation.measured import MeasuredRow, upsert_measured
 from lora_land.evaluation.metrics import get_metric
 from lora_land.evaluation.tasks import TaskSpec
 

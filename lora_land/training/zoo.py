@@ -71,7 +71,7 @@ def train_zoo(tasks: list[str]) -> None:
 
 def write_zoo_readme(tasks: list[str] | None = None, out_dir: Path = ZOO_DIR) -> Path:
     """assets/adapters/README.md: the zoo's adapters with base and adapter scores measured here."""
-    from lora_land.evaluation.measured import read_measured
+    from lora_land.catalog.measured import read_measured
 
     measured = {(r.task, r.adapter): r for r in read_measured()}
     lines = [

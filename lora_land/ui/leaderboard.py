@@ -16,7 +16,7 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from lora_land.catalog import Catalog, HeadlineStats
-from lora_land.catalog.loader import MEASURED_FILE, read_measured
+from lora_land.catalog.measured import MEASURED_FILE, read_measured
 from lora_land.config import PROJECT_ROOT
 from lora_land.errors import CatalogDataError
 from lora_land.ui.charts import HEATMAP_VALUES, heatmap_figure, task_figure

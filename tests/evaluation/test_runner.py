@@ -6,8 +6,8 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+from lora_land.catalog.measured import COLUMNS, read_measured, upsert_measured
 from lora_land.engine.types import GenerationRequest, GenerationResult
-from lora_land.evaluation.measured import COLUMNS, read_measured, upsert_measured
 from lora_land.evaluation.runner import evaluate_rows, measured_row
 from lora_land.evaluation.tasks import load_task, read_rows
 
