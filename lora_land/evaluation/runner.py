@@ -15,10 +15,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from lora_land.catalog import Task
 from lora_land.catalog.measured import MeasuredRow, upsert_measured
 from lora_land.engine.types import GenerationRequest, TextEngine
 from lora_land.evaluation.metrics import get_metric
-from lora_land.evaluation.tasks import TaskSpec
 
 MAX_NEW_TOKENS = 256  # the report's decoding
 
@@ -35,7 +35,7 @@ class EvalReport:
 
 def evaluate_rows(
     engine: TextEngine,
-    task: TaskSpec,
+    task: Task,
     rows: Sequence[Mapping[str, str]],
     adapter_id: str | None = None,
     *,

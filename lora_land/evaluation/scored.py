@@ -20,10 +20,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from lora_land.catalog import Task
 from lora_land.engine.types import GenerationRequest, TextEngine
 from lora_land.evaluation.metrics import get_metric
 from lora_land.evaluation.stats import Interval, bootstrap_mean, paired_difference
-from lora_land.evaluation.tasks import TaskSpec
 
 MAX_NEW_TOKENS = 256  # the report's decoding
 
@@ -69,7 +69,7 @@ def paired_lift(adapter: ScoredRun, base: ScoredRun) -> Interval:
 
 def score_rows(
     engine: TextEngine,
-    task: TaskSpec,
+    task: Task,
     rows: Sequence[Mapping[str, str]],
     index: Sequence[int],
     *,
