@@ -47,8 +47,8 @@ bench: $(DEV) model ## run the benchmarks; results in bench/results/*.json
 	$(BIN)/python -m bench.leaderboard
 	$(BIN)/python -m bench.engine
 
-zoo: model ## retrain and re-evaluate the mini zoo (long: minutes per adapter)
-	$(BIN)/python -m lora_land.cli zoo
+zoo: model ## zoo v2: train on the train split, choose on dev, measure once, ship (resumable; hours)
+	$(BIN)/python -m lora_land.cli zoo --resume
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

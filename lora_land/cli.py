@@ -2,7 +2,8 @@
 
 Subcommands: `prepare` (the embedded model), `train` (a LoRA adapter on a task's template),
 `evaluate` (a base or adapter on a task's rows, recorded in leaderboards/measured_here.csv),
-`zoo` (train and evaluate the mini zoo in assets/adapters/).
+`zoo` (the mini zoo v2 queue: train on the train split, choose on dev, measure once, ship
+into assets/adapters/).
 The web app is started by `app.py`, not here. Errors meant for users print without a traceback.
 """
 
@@ -52,6 +53,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         alpha=args.alpha or 2 * args.rank,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
+        split=args.split or ("all" if args.data else "train"),
     )
     result = train(config)
     resumed = f" (resumed at step {result.resumed_from})" if result.resumed_from else ""
@@ -166,26 +168,21 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace, settings: Settings) -> int:
-    """Train the mini zoo (skipping adapters already trained) and evaluate base + adapters."""
-    import time
+    """Zoo v2: run the resumable queue (train -> choose on dev -> measure once), then ship."""
+    from lora_land.training import queue
+    from lora_land.training.ship import ship_all
+    from lora_land.training.zoo import write_zoo_readme
 
-    from lora_land.training.zoo import ZOO_TASKS, is_trained, train_zoo, zoo_config
-
-    tasks = args.tasks or list(ZOO_TASKS)
-    if not args.skip_train:
-        train_zoo(tasks)
-    if args.skip_eval:
+    runs = Path(args.runs) if args.runs else queue.RUNS_DIR
+    if args.status:
+        for task, what in queue.status(runs):
+            print(f"{task:22s} {what}")
         return 0
-    samples = TRAIN_SAMPLES.parent
-    for task in tasks:
-        while args.wait and not is_trained(zoo_config(task)):
-            time.sleep(20)
-        data = samples / f"{task}.jsonl"
-        for adapter in (None, f"{EMBEDDED_BASE}/{task}"):
-            report, row = evaluate_task(settings, task, EMBEDDED_BASE, data, adapter)
-            print(
-                f"{task} {row.adapter or 'base'}: {report.metric} = {report.score:.4f}", flush=True
-            )
+    if not args.ship:  # --resume, or no flag: the whole thing
+        queue.run_queue(runs)
+    for task, what in ship_all(runs).items():
+        print(f"{task:22s} {what}")
+    print(f"zoo README: {write_zoo_readme(runs=runs)}")
     return 0
 
 
@@ -225,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--alpha", type=int, default=None, help="default 2 x rank")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=20)
+    t.add_argument(
+        "--split",
+        choices=["train", "all"],
+        help="rows of the data to train on: the train part of the seeded train/dev split "
+        "(default without --data) or all of them (default with --data)",
+    )
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a base or an adapter on a task's rows")
@@ -239,11 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--predictions", help="write predictions as JSONL here")
     e.set_defaults(func=cmd_evaluate)
 
-    z = sub.add_parser("zoo", help="train and evaluate the mini zoo on the embedded model")
-    z.add_argument("tasks", nargs="*", help="zoo tasks (default: all)")
-    z.add_argument("--skip-train", action="store_true")
-    z.add_argument("--skip-eval", action="store_true")
-    z.add_argument("--wait", action="store_true", help="wait for adapters trained elsewhere")
+    z = sub.add_parser("zoo", help="mini zoo v2: train, choose on dev, measure once, ship")
+    z.add_argument("--resume", action="store_true", help="run or resume the queue, then ship")
+    z.add_argument("--ship", action="store_true", help="only ship finished tasks into the zoo")
+    z.add_argument("--status", action="store_true", help="print each task's state and exit")
+    z.add_argument("--runs", help="queue directory (default runs/zoo-v2)")
     z.set_defaults(func=cmd_zoo)
     return parser
 

@@ -69,59 +69,71 @@ def train_zoo(tasks: list[str]) -> None:
         logging.info("%s: done, final loss %.4f -> %s", task, result.final_loss, result.out)
 
 
-def write_zoo_readme(tasks: list[str] | None = None, out_dir: Path = ZOO_DIR) -> Path:
-    """assets/adapters/README.md: the zoo's adapters with base and adapter scores measured here."""
-    from lora_land.catalog.measured import read_measured
+def write_zoo_readme(out_dir: Path = ZOO_DIR, runs: Path | None = None) -> Path:
+    """assets/adapters/README.md: every zoo v2 task, shipped or not and why, with intervals."""
+    from lora_land.training.queue import RUNS_DIR, next_stage, read_json, task_dir
+    from lora_land.training.recipes import QUEUE_ORDER
+    from lora_land.training.ship import zoo_version
 
-    measured = {(r.task, r.adapter): r for r in read_measured()}
+    runs = runs or RUNS_DIR
     lines = [
         "# The mini zoo: LoRA adapters for SmolLM2-135M-Instruct",
         "",
-        "Trained by this project with `lora-land zoo` (rank 8 on q_proj and v_proj, fp16",
-        "safetensors, completion-style prompts with the report's exact templates) on the train",
-        "rows in `shared/data/samples/train/`, and evaluated on the task's 50 evaluation rows in",
-        "`shared/data/samples/` with greedy decoding (at most 256 new tokens) and the report's",
-        "metric. Each adapter directory holds its model card (README.md). Given these",
-        "completion-style prompts without a chat wrapper, the bare base model either ends its",
-        "turn at once (glue_sst2) or talks around the question instead of answering in the",
-        "task's format; the report's metrics score what it says, as the report did.",
+        "Zoo v2 (`lora-land zoo --resume`, then `lora-land zoo --ship`): each task's training",
+        "rows are split into train and a seeded dev part (at least 100 rows); adapters are",
+        "trained on train, the recipe and whether to ship are chosen on dev, and the chosen",
+        "adapter and the bare base are then measured ONCE on the task's 50 evaluation rows",
+        "(`shared/data/samples/<task>.jsonl`), greedy, at most 256 new tokens, the report's",
+        "metric. An adapter ships only if its paired lift's 95% bootstrap interval on those",
+        "rows lies above zero; a structured one (NER, data-to-text) also needs its second",
+        "measure (entity F1, slot coverage) to rise. Each adapter directory holds its model card.",
         "",
-        "| task | metric | base | adapter | lift | train steps | final loss |",
-        "|---|---|---|---|---|---|---|",
+        "| task | status | metric | n | base [95% CI] | adapter [95% CI] | lift [95% CI] "
+        "| second measure lift [95% CI] |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    lifts = []
-    for task in tasks or list(ZOO_TASKS):
-        summary = read_summary(out_dir / task)
-        base = measured.get((task, ""))
-        tuned = measured.get((task, f"{EMBEDDED_BASE}/{task}"))
-        if not summary or not base or not tuned:
+    lifts, v1 = [], []
+    for task in QUEUE_ORDER:
+        result = read_json(task_dir(task, runs) / "result.json")
+        version = zoo_version(out_dir / task)
+        if version == 1:
+            v1.append(task)
+        if result is None:
+            status = "v1 (chosen on the eval rows), v2 pending" if version == 1 else "pending"
+            stage = next_stage(task, runs)
+            lines.append(f"| {task} | {status} (next: {stage}) | | | | | | |")
             continue
-        lifts.append(tuned.score - base.score)
+        c = result.get("eval") or result["dev"]
+        where = "eval" if result.get("eval") else "dev only"
+        status = "**shipped**" if result["ships"] else f"not shipped: {result['reason']}"
+        second = c.get("second")
+        second_text = f"{second['measure']} {_ci(second['lift'], True)}" if second else ""
+        if result["ships"]:
+            lifts.append(c["lift"]["mean"])
         lines.append(
-            f"| {task} | {tuned.metric} | {base.score:.3f} | {tuned.score:.3f} | "
-            f"{tuned.score - base.score:+.3f} | {summary['steps']} | {summary['final_loss']:.3f} |"
+            f"| {task} | {status} | {c['metric']} ({where}) | {c['adapter']['n']} | "
+            f"{_ci(c['base'])} | {_ci(c['adapter'])} | {_ci(c['lift'], True)} | {second_text} |"
         )
-    tried = sorted(
-        r.task
-        for r in measured.values()
-        if r.adapter == f"{EMBEDDED_BASE}/{r.task}" and not read_summary(out_dir / r.task)
-    )
-    if tried:
-        lines += ["", "Trained and measured but not shipped (no clear lift over the base):", ""]
-        for task in tried:
-            base, tuned = measured.get((task, "")), measured[(task, f"{EMBEDDED_BASE}/{task}")]
-            base_text = f"{base.score:.3f}" if base else "not measured"
-            lines.append(f"- {task}: base {base_text}, adapter {tuned.score:.3f} ({tuned.metric})")
     if lifts:
         lines += [
             "",
-            f"Mean lift over the base across {len(lifts)} adapters: "
-            f"{sum(lifts) / len(lifts):+.3f} (n = 50 rows each, so each score has a "
-            "standard error of up to about 0.07).",
+            f"Mean lift of the {len(lifts)} shipped v2 adapters on the evaluation "
+            f"rows: {sum(lifts) / len(lifts):+.3f}.",
+        ]
+    if v1:
+        lines += [
+            "",
+            "Still v1 (trained on all training rows, chosen on the evaluation rows "
+            "that also measured them, no intervals): " + ", ".join(v1) + ".",
         ]
     path = out_dir / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _ci(d: dict, signed: bool = False) -> str:
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f"{f.format(d['mean'])} [{f.format(d['low'])}, {f.format(d['high'])}]"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -157,5 +157,8 @@ def result_stage(task: str, d: Path) -> None:
             "eval": evaluation,
         }
     result["dev"] = choice["dev"][recipe]
+    result["date"] = ScoredRun.load(Path(d) / f"dev-{recipe}.json").date
+    if choice["candidate"]:
+        result["date"] = ScoredRun.load(Path(d) / f"eval-{recipe}.json").date
     write_json(Path(d) / "result.json", result)
     log.info("%s: ships=%s (%s)", task, result["ships"], result["reason"])
