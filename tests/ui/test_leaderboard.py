@@ -254,3 +254,37 @@ def test_task_chart_endpoint_returns_a_plot_and_note(client):
     plot, note = client.predict("glue_stsb", api_name="/leaderboard_task_chart")
     assert plot["type"] == "plotly"
     assert "higher-is-better" in note
+
+
+def test_playground_details_show_measured_intervals_and_paired_lift(tmp_path):
+    from lora_land.catalog.measured import MeasuredRow, write_measured
+    from lora_land.ui.playground_view import _measured_lines
+
+    for f in (PROJECT_ROOT / "leaderboards").glob("*.*"):
+        if f.suffix in (".json", ".csv") and f.name != "measured_here.csv":
+            (tmp_path / f.name).write_bytes(f.read_bytes())
+    row = MeasuredRow(
+        "2026-12-01",
+        "glue_sst2",
+        "smollm2-135m-instruct",
+        "s/glue_sst2",
+        "binary_accuracy_flex",
+        0.9,
+        50,
+        "d",
+        "m",
+        low=0.8,
+        high=0.98,
+        lift=0.9,
+        lift_low=0.8,
+        lift_high=0.98,
+        second_metric="label_validity",
+        second_score=1.0,
+    )
+    write_measured([row], tmp_path / "measured_here.csv")
+    catalog = build_catalog(tmp_path)
+    text = _measured_lines(
+        types.SimpleNamespace(catalog=catalog), "smollm2-135m-instruct", catalog.tasks["glue_sst2"]
+    )
+    assert "adapter 0.900 [0.800, 0.980] (n=50, 2026-12-01)" in text
+    assert "paired lift +0.900 [+0.800, +0.980], label_validity 1.000" in text
