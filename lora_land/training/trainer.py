@@ -4,6 +4,14 @@
 examples with the loss on the target (+EOS) only, checkpoints every few steps (safetensors +
 JSON, so a killed run resumes where it stopped) and writes a standard PEFT adapter (fp16
 safetensors) plus a model card. It does not evaluate; see `lora_land.evaluation.runner`.
+
+Why this loop and not TRL's `SFTTrainer` (trl 1.16, installed for the DPO work): SFTTrainer's
+completion-only loss is the same objective (prompt positions masked), but its forward computes
+the LM head over every position (and token entropy for its metrics); `target_loss` here runs
+the 49k-vocabulary head on the target positions alone, a large share of a step on this 135M
+model on CPU. The length-bucketed, seeded batch schedule and the safetensors checkpoints that
+resume mid-run are ours too, and tested. TRL stays the stack for preference training (DPO),
+which this loop does not do.
 """
 
 from __future__ import annotations
