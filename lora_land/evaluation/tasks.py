@@ -13,6 +13,8 @@ from pathlib import Path
 from lora_land.catalog import Task, load_catalog
 from lora_land.errors import UserError
 
+TaskSpec = Task  # the old name, for code written against it; there is one task type now
+
 
 def load_task(name: str) -> Task:
     """The catalog's task called `name`; a miss lists the valid names."""
