@@ -1,28 +1,21 @@
-"""The mini zoo: which tasks get an adapter on the embedded model, and a loop that trains them.
+"""The mini zoo's directory and its README (assets/adapters/README.md).
 
-`python -m lora_land.training.zoo [TASK ...]` trains each zoo task into `assets/adapters/<task>/`
-one after another, skipping adapters already trained with the same settings and resuming
-interrupted ones from their checkpoint. It does not evaluate (see `lora_land.evaluation`).
+The zoo is built by the v2 queue (`lora_land.training.queue`, `lora-land zoo --resume`) and
+shipped by `lora_land.training.ship`; this module writes the README that lists every task with
+its verdict and intervals. It trains and measures nothing.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 
-from lora_land.config import EMBEDDED_BASE, PROJECT_ROOT
-from lora_land.training.model_card import read_summary
+from lora_land.config import PROJECT_ROOT
 
 ZOO_DIR = PROJECT_ROOT / "assets" / "adapters"
-TRAIN_DIR = PROJECT_ROOT.parent / "shared" / "data" / "samples" / "train"
 
-# task -> (steps, max_seq_len, peak lr): the shipped zoo, in training order. Also tried on this
-# base and not shipped for lack of lift (see assets/adapters/README.md): glue_cola, glue_stsb,
-# glue_mrpc, glue_wnli. Single-token classifiers first learn the answer format (the label loss
-# sits at chance for ~1 epoch) and only learn the task over several epochs: glue_sst2 went
-# from 0.56 (100 steps at 1.5e-3) to 0.90 (400 steps at 1e-3), glue_qnli from 0.58 to 0.74.
-ZOO_TASKS: dict[str, tuple[int, int] | tuple[int, int, float]] = {
+# Zoo v1 (2026-11-25), for the record: task -> (steps, max_seq_len[, peak lr]), trained on all
+# training rows and chosen on the evaluation rows that also measured them. v2 replaces these.
+V1_RECIPES: dict[str, tuple] = {
     "glue_sst2": (400, 256, 1e-3),
     "glue_qnli": (300, 256, 1e-3),
     "conllpp": (60, 256),
@@ -32,41 +25,6 @@ ZOO_TASKS: dict[str, tuple[int, int] | tuple[int, int, float]] = {
     "winogrande": (50, 256),
     "webnlg": (40, 256),
 }
-
-
-def zoo_config(task: str, base: str = EMBEDDED_BASE, out_dir: Path = ZOO_DIR):
-    from lora_land.training.trainer import TrainConfig
-
-    steps, max_seq_len, *lr = ZOO_TASKS[task]
-    return TrainConfig(
-        task=task,
-        base=base,
-        data=TRAIN_DIR / f"{task}.jsonl",
-        out=out_dir / task,
-        steps=steps,
-        max_seq_len=max_seq_len,
-        **({"lr": lr[0]} if lr else {}),
-    )
-
-
-def is_trained(config) -> bool:
-    """True when `config.out` holds an adapter trained with exactly these settings."""
-    summary = read_summary(config.out)
-    done = (Path(config.out) / "adapter_model.safetensors").is_file()
-    return done and all(summary.get(k) == v for k, v in config.fingerprint().items())
-
-
-def train_zoo(tasks: list[str]) -> None:
-    """Train each task's adapter in turn (skip the trained, resume the interrupted)."""
-    from lora_land.training.trainer import train
-
-    for task in tasks:
-        config = zoo_config(task)
-        if is_trained(config):
-            logging.info("%s: already trained, skipping", task)
-            continue
-        result = train(config)
-        logging.info("%s: done, final loss %.4f -> %s", task, result.final_loss, result.out)
 
 
 def write_zoo_readme(out_dir: Path = ZOO_DIR, runs: Path | None = None) -> Path:
@@ -134,12 +92,3 @@ def write_zoo_readme(out_dir: Path = ZOO_DIR, runs: Path | None = None) -> Path:
 def _ci(d: dict, signed: bool = False) -> str:
     f = "{:+.3f}" if signed else "{:.3f}"
     return f"{f.format(d['mean'])} [{f.format(d['low'])}, {f.format(d['high'])}]"
-
-
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    train_zoo((argv if argv is not None else sys.argv[1:]) or list(ZOO_TASKS))
-
-
-if __name__ == "__main__":
-    main()
