@@ -144,8 +144,7 @@ def _add_cpu(task: str, stage: str, cpu: float, wall: float, runs: Path) -> None
 
 def run_queue(runs: Path = RUNS_DIR) -> int:
     """Stage after stage, each in a fresh subprocess, until every task is done or failed."""
-    threads = os.environ.get("LORA_LAND_THREADS", "1")
-    env = {**os.environ, "TQDM_MININTERVAL": "30", "OMP_NUM_THREADS": threads}
+    env = {**os.environ, "TQDM_MININTERVAL": "30"}
     while True:
         rc = subprocess.call(
             [sys.executable, "-m", "lora_land.training.queue", "step", "--runs", str(runs)],
@@ -157,6 +156,16 @@ def run_queue(runs: Path = RUNS_DIR) -> int:
             return 0
         if rc != 0:
             time.sleep(30)  # a failed stage is recorded; give a fix (or the machine) a moment
+
+
+def stage_threads() -> int:
+    """Threads for one stage: `LORA_LAND_THREADS` if set; else every core when the machine is
+    otherwise idle (1-minute load below cores - 0.4, this queue's own last stage included),
+    else one, because oversubscribed OpenMP threads spin and waste the CPU others need."""
+    if os.environ.get("LORA_LAND_THREADS"):
+        return max(1, int(os.environ["LORA_LAND_THREADS"]))
+    cores = os.cpu_count() or 1
+    return cores if os.getloadavg()[0] < cores - 0.4 else 1
 
 
 def status(runs: Path = RUNS_DIR) -> list[tuple[str, str]]:
@@ -183,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default=str(RUNS_DIR))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
-    torch.set_num_threads(int(os.environ.get("LORA_LAND_THREADS", "1")))
+    if args.command == "step":
+        threads = stage_threads()
+        torch.set_num_threads(threads)
+        log.info("(%d thread%s, 1-min load %.1f)", threads, "s"[: threads - 1], os.getloadavg()[0])
     runs = Path(args.runs)
     if args.command == "run":
         return run_queue(runs)

@@ -111,3 +111,14 @@ def test_choose_then_result_measures_the_dev_winner_on_the_evaluation_rows(tmp_p
         paired_lift(ScoredRun.load(d / "eval-qv8.json"), ScoredRun.load(d / "eval-base.json")).mean
         == 0
     )
+
+
+def test_stage_threads_follow_the_setting_else_the_load(monkeypatch):
+    monkeypatch.setenv("LORA_LAND_THREADS", "3")
+    assert queue.stage_threads() == 3
+    monkeypatch.delenv("LORA_LAND_THREADS")
+    monkeypatch.setattr(queue.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(queue.os, "getloadavg", lambda: (5.0, 5.0, 5.0))
+    assert queue.stage_threads() == 1
+    monkeypatch.setattr(queue.os, "getloadavg", lambda: (1.0, 1.0, 1.0))
+    assert queue.stage_threads() == 2
