@@ -123,6 +123,24 @@ def second_measure(task: str) -> tuple[str, Callable[[str, str, Mapping | None],
     return None
 
 
+def answer_validity(task: str) -> Callable[[str, str, Mapping | None], float] | None:
+    """Whether an answer has the task's form: an entity dict (NER), one of the labels
+    (classifiers); None for tasks with free-form answers."""
+    if task in NER_TASKS:
+        return lambda prediction, target, row=None: float(parse_entities(prediction) is not None)
+    if label_set(task) is not None:
+        return label_validity(task)
+    return None
+
+
+def validity_shares(task: str, *runs) -> list[float] | None:
+    """The share of valid answers in each run (see `answer_validity`), or None."""
+    fn = answer_validity(task)
+    if fn is None:
+        return None
+    return [sum(fn(p, "", None) for p in run.predictions) / max(1, run.n) for run in runs]
+
+
 def second_measure_runs(task: str, rows: Sequence[Mapping], *runs):
     """(name, *runs rescored with the second measure) or None; rows are the runs' data file."""
     from dataclasses import replace

@@ -71,6 +71,12 @@ def _comparison_rows(label: str, c: dict) -> list[str]:
         f"| {label} | `{c['metric']}` | {c['adapter']['n']} | {_ci(c['base'])} | "
         f"{_ci(c['adapter'])} | {_ci(c['lift'], True)} |"
     ]
+    v = c.get("valid_answers")
+    if v:
+        rows.append(
+            f"| {label} | valid answers (JSON parses / label in the label set) | "
+            f"{c['adapter']['n']} | {v['base']:.0%} | {v['adapter']:.0%} | |"
+        )
     s = c.get("second")
     if s:
         rows.append(

@@ -92,7 +92,7 @@ def score_stage(task: str, part: str, who: str, d: Path) -> ScoredRun:
 
 def compare(task: str, part: str, who: str, d: Path) -> dict:
     """Base, adapter, paired lift (and the second measure's) of one recipe on one part."""
-    from lora_land.evaluation.measures import second_measure_runs
+    from lora_land.evaluation.measures import second_measure_runs, validity_shares
 
     base = ScoredRun.load(Path(d) / f"{part}-base.json")
     tuned = ScoredRun.load(Path(d) / f"{part}-{who}.json")
@@ -104,6 +104,9 @@ def compare(task: str, part: str, who: str, d: Path) -> dict:
         "lift": paired_lift(tuned, base).as_dict(),
     }
     rows, _, _ = part_rows(task, part)
+    valid = validity_shares(task, base, tuned)
+    if valid is not None:
+        out["valid_answers"] = {"base": valid[0], "adapter": valid[1]}
     second = second_measure_runs(task, rows, base, tuned)
     if second is not None:
         name, base2, tuned2 = second

@@ -74,3 +74,13 @@ def test_second_measure_runs_rescore_stored_predictions_by_row_index():
     assert name == "entity_f1"
     assert rescored.scores == [0.0, 1.0]  # row 1 predicted GOLD against an empty target
     assert rescored.index == [1, 0] and run.metric == "rouge"
+
+
+def test_validity_is_the_share_of_answers_in_the_task_form():
+    from lora_land.evaluation.measures import validity_shares
+
+    run = ScoredRun("conllpp", "", "f", "dev", "rouge", [0, 1], [0.0, 0.0], [GOLD, "Iraq"])
+    assert validity_shares("conllpp", run) == [0.5]
+    sst2 = ScoredRun("glue_sst2", "", "f", "dev", "m", [0, 1, 2], [0.0] * 3, ["1", "0", "yes"])
+    assert validity_shares("glue_sst2", sst2) == [pytest.approx(2 / 3)]
+    assert validity_shares("gsm8k", sst2) is None
