@@ -50,6 +50,18 @@ def write_zoo_readme(out_dir: Path = ZOO_DIR, runs: Path | None = None) -> Path:
         "| second measure lift [95% CI] |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    from lora_land.training.recipes import COMPARISON_TASK, RECIPES
+
+    lines[-3:-3] = ["", *(f"- recipe `{r.name}`: {r.describe()}" for r in RECIPES.values())]
+    choice = read_json(task_dir(COMPARISON_TASK, runs) / "choice.json")
+    if choice:
+        means = ", ".join(f"`{r}` {_ci(c['adapter'])}" for r, c in sorted(choice["dev"].items()))
+        lines[-3:-3] = [
+            "",
+            f"Recipe chosen on the dev split of {COMPARISON_TASK} (n = "
+            f"{next(iter(choice['dev'].values()))['adapter']['n']}): `{choice['recipe']}` "
+            f"({means}); the other tasks use it.",
+        ]
     lifts, v1 = [], []
     for task in QUEUE_ORDER:
         result = read_json(task_dir(task, runs) / "result.json")
