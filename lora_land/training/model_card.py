@@ -125,7 +125,7 @@ def write_model_card(adapter_dir: Path) -> Path:
             f"# LoRA Land mini zoo: `{task}` on {s.get('base_name', s['base'])}",
             "",
             f"A rank-{s['rank']} LoRA adapter for the LoRA Land task `{task}` (arXiv 2405.00732), "
-            f"trained by this project on `{hub_id}` with `lora-land train`.",
+            f"trained by this project on `{hub_id}` (`lora-land train` or `lora-land zoo`).",
             "",
             "## Training",
             "",
