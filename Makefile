@@ -48,8 +48,8 @@ bench: $(DEV) model ## run the benchmarks; results in bench/results/*.json
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.arena
 
-zoo: model ## retrain and re-evaluate the mini zoo (long: minutes per adapter)
-	$(BIN)/python -m lora_land.cli zoo
+zoo: model ## zoo v2: train on the train split, choose on dev, measure once, ship (resumable; hours)
+	$(BIN)/python -m lora_land.cli zoo --resume
 
 # the official lorax-client pins huggingface_hub<1.0: it gets a small virtualenv of its own,
 # which tests/server/test_lorax_client.py runs against the live server

@@ -2,9 +2,10 @@
 
 Subcommands: `prepare` (the embedded model), `train` (a LoRA adapter on a task's template),
 `evaluate` (a base or adapter on a task's rows, recorded in leaderboards/measured_here.csv),
-`zoo` (train and evaluate the mini zoo in assets/adapters/), `export-preferences` (arena votes
-as DPO/reward-model pairs or CSV), `rlhf` (online iterative DPO from a zoo adapter, installed
-as `<task>@dpo`), `reward-model` (a reward model on pairs).
+`zoo` (the mini zoo v2 queue: train on the train split, choose on dev, measure once, ship
+into assets/adapters/), `export-preferences` (arena votes as DPO/reward-model pairs or CSV),
+`rlhf` (online iterative DPO from a zoo adapter, installed as `<task>@dpo`), `reward-model`
+(a reward model on pairs).
 The web app is started by `app.py`, not here. Errors meant for users print without a traceback.
 """
 
@@ -54,6 +55,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         alpha=args.alpha or 2 * args.rank,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
+        split=args.split or ("all" if args.data else "train"),
     )
     result = train(config)
     resumed = f" (resumed at step {result.resumed_from})" if result.resumed_from else ""
@@ -100,10 +102,10 @@ def evaluate_task(
     Steps: 1. task, rows, base; 2. a one-adapter deployment; 3. the real engine; 4. run and
     score; 5. the "measured here" row, the adapter's model card, predictions if asked.
     """
+    from lora_land.catalog.measured import MEASURED_PATH
     from lora_land.deployment import BaseSource, Deployment
     from lora_land.engine.engine import Engine
     from lora_land.evaluation.bases import resolve_base
-    from lora_land.evaluation.measured import MEASURED_PATH
     from lora_land.evaluation.runner import evaluate_rows, measured_row, record
     from lora_land.evaluation.tasks import load_task, read_rows
     from lora_land.training.model_card import display_path, record_eval
@@ -168,26 +170,21 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace, settings: Settings) -> int:
-    """Train the mini zoo (skipping adapters already trained) and evaluate base + adapters."""
-    import time
+    """Zoo v2: run the resumable queue (train -> choose on dev -> measure once), then ship."""
+    from lora_land.training import queue
+    from lora_land.training.ship import ship_all
+    from lora_land.training.zoo import write_zoo_readme
 
-    from lora_land.training.zoo import ZOO_TASKS, is_trained, train_zoo, zoo_config
-
-    tasks = args.tasks or list(ZOO_TASKS)
-    if not args.skip_train:
-        train_zoo(tasks)
-    if args.skip_eval:
+    runs = Path(args.runs) if args.runs else queue.RUNS_DIR
+    if args.status:
+        for task, what in queue.status(runs):
+            print(f"{task:22s} {what}")
         return 0
-    samples = TRAIN_SAMPLES.parent
-    for task in tasks:
-        while args.wait and not is_trained(zoo_config(task)):
-            time.sleep(20)
-        data = samples / f"{task}.jsonl"
-        for adapter in (None, f"{EMBEDDED_BASE}/{task}"):
-            report, row = evaluate_task(settings, task, EMBEDDED_BASE, data, adapter)
-            print(
-                f"{task} {row.adapter or 'base'}: {report.metric} = {report.score:.4f}", flush=True
-            )
+    if not args.ship:  # --resume, or no flag: the whole thing
+        queue.run_queue(runs)
+    for task, what in ship_all(runs).items():
+        print(f"{task:22s} {what}")
+    print(f"zoo README: {write_zoo_readme(runs=runs)}")
     return 0
 
 
@@ -198,7 +195,7 @@ def _row_dict(row) -> dict:
 
 
 def _base_score(path: Path, row) -> float | None:
-    from lora_land.evaluation.measured import read_measured
+    from lora_land.catalog.measured import read_measured
 
     for r in read_measured(path):
         if (r.task, r.base_model, r.adapter, r.data) == (row.task, row.base_model, "", row.data):
@@ -454,6 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--alpha", type=int, default=None, help="default 2 x rank")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=20)
+    t.add_argument(
+        "--split",
+        choices=["train", "all"],
+        help="rows of the data to train on: the train part of the seeded train/dev split "
+        "(default without --data) or all of them (default with --data)",
+    )
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a base or an adapter on a task's rows")
@@ -468,11 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--predictions", help="write predictions as JSONL here")
     e.set_defaults(func=cmd_evaluate)
 
-    z = sub.add_parser("zoo", help="train and evaluate the mini zoo on the embedded model")
-    z.add_argument("tasks", nargs="*", help="zoo tasks (default: all)")
-    z.add_argument("--skip-train", action="store_true")
-    z.add_argument("--skip-eval", action="store_true")
-    z.add_argument("--wait", action="store_true", help="wait for adapters trained elsewhere")
+    z = sub.add_parser("zoo", help="mini zoo v2: train, choose on dev, measure once, ship")
+    z.add_argument("--resume", action="store_true", help="run or resume the queue, then ship")
+    z.add_argument("--ship", action="store_true", help="only ship finished tasks into the zoo")
+    z.add_argument("--status", action="store_true", help="print each task's state and exit")
+    z.add_argument("--runs", help="queue directory (default runs/zoo-v2)")
     z.set_defaults(func=cmd_zoo)
     _add_export_preferences(sub)
     _add_rlhf_parsers(sub)

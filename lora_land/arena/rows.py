@@ -184,7 +184,7 @@ def run_rows(
     key = RowsCache.key(task.name, ids, rows, max_new_tokens)
     if cache is not None and (hit := cache.get(key)) is not None:
         return hit
-    prompts = [task.render({f: str(row[f]) for f in task.fields}) for row in rows]
+    prompts = [task.render_eval(row) for row in rows]
     table = generate_rows(services, contestants, prompts, max_new_tokens, on_progress)
     metric = get_metric(task.metric_fn)
     scores = []

@@ -12,7 +12,8 @@ from lora_land.catalog.catalog import (
     build_catalog,
     load_catalog,
 )
-from lora_land.catalog.models import AdapterEntry, BaseModel, HeadlineStats, MeasuredRow, Task
+from lora_land.catalog.measured import MeasuredRow
+from lora_land.catalog.models import AdapterEntry, BaseModel, HeadlineStats, Task
 
 __all__ = [
     "LEADERBOARD_COLUMNS",

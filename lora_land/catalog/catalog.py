@@ -17,7 +17,8 @@ from types import MappingProxyType
 import pandas as pd
 
 from lora_land.catalog import loader
-from lora_land.catalog.models import AdapterEntry, BaseModel, HeadlineStats, MeasuredRow, Task
+from lora_land.catalog.measured import MEASURED_FILE, MeasuredRow, read_measured
+from lora_land.catalog.models import AdapterEntry, BaseModel, HeadlineStats, Task
 from lora_land.config import PROJECT_ROOT
 from lora_land.errors import UserError
 
@@ -187,7 +188,7 @@ def build_catalog(directory: Path) -> Catalog:
                 hub,
             )
             adapters[adapter.id] = adapter
-    measured = loader.read_measured(directory / loader.MEASURED_FILE, set(tasks))
+    measured = read_measured(directory / MEASURED_FILE, set(tasks))
     frame = _frame(tasks, bases, adapters)
     return Catalog(
         tasks=MappingProxyType(tasks),
@@ -202,7 +203,7 @@ def build_catalog(directory: Path) -> Catalog:
 
 def _signature(directory: Path) -> tuple[int, ...]:
     names = (loader.TASKS_FILE, loader.BASES_FILE, loader.SCORES_FILE, loader.OPENAI_FILE)
-    paths = [directory / n for n in (*names, loader.MEASURED_FILE)]
+    paths = [directory / n for n in (*names, MEASURED_FILE)]
     return tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in paths)
 
 

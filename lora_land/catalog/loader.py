@@ -16,25 +16,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from lora_land.catalog.models import BaseModel, MeasuredRow, Task, template_fields
+from lora_land.catalog.models import BaseModel, Task, template_fields
 from lora_land.errors import CatalogDataError
 
 TASKS_FILE = "tasks.json"
 BASES_FILE = "base_models.json"
 SCORES_FILE = "scores_table12.csv"
 OPENAI_FILE = "openai_table12.csv"
-MEASURED_FILE = "measured_here.csv"
-MEASURED_COLUMNS = (
-    "date",
-    "task",
-    "base_model",
-    "adapter",
-    "metric",
-    "score",
-    "n",
-    "data",
-    "model",
-)
 
 # Direction of each metric as labelled in the report.
 _METRIC_HIGHER_IS_BETTER = {"rouge": True, "accuracy": True, "humaneval": True, "mae": False}
@@ -234,28 +222,3 @@ def read_scores(
     if absent:
         raise _fail(path, "rows", f"{len(absent)} (base, task) pair(s) missing, e.g. {absent[:3]}")
     return scores
-
-
-def read_measured(path: Path, task_names: set[str]) -> list[MeasuredRow]:
-    """The "measured here" rows; a missing file means none yet."""
-    if not path.is_file():
-        return []
-    rows: list[MeasuredRow] = []
-    seen: set[tuple[str, str, str]] = set()
-    for where, row in read_csv_rows(path, MEASURED_COLUMNS):
-        if row["task"] not in task_names:
-            raise _fail(path, where, f"unknown task {row['task']!r} (not in {TASKS_FILE})")
-        key = (row["task"], row["base_model"], row["adapter"])
-        if key in seen:
-            raise _fail(path, where, f"duplicate row for task/base_model/adapter {key}")
-        seen.add(key)
-        score = parse_score(path, where, "score", row["score"], *_SCORE_RANGE)
-        try:
-            n = int(row["n"])
-        except ValueError as e:
-            raise _fail(path, where, f"n={row['n']!r} is not an integer") from e
-        if n < 1:
-            raise _fail(path, where, f"n={n} must be at least 1")
-        values = {c: row[c] for c in MEASURED_COLUMNS} | {"score": score, "n": n}
-        rows.append(MeasuredRow(**values))
-    return rows

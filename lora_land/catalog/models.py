@@ -1,4 +1,4 @@
-"""The catalog's records: tasks, base models, adapters and "measured here" rows.
+"""The catalog's records: tasks, base models and adapters.
 
 Plain frozen dataclasses, built and validated by `lora_land.catalog.loader`. They hold the
 LoRA Land report's facts as read from `leaderboards/`; they do not read files, run models
@@ -48,17 +48,37 @@ class Task:
     metric_note: str | None = None  # why the metric direction differs from its label, if so
     eval_prompt_template: str | None = None  # a different template used for evaluation, if any
 
-    def render(self, values: Mapping[str, str]) -> str:
-        """Fill the exact template; a missing or blank field raises `PromptError`."""
-        missing = [f for f in self.fields if f not in values]
-        if missing:
-            raise PromptError(
-                f"task {self.name!r} needs field(s) {missing}; expected {list(self.fields)}"
-            )
-        blank = [f for f in self.fields if not str(values[f]).strip()]
-        if blank:
-            raise PromptError(f"task {self.name!r}: field(s) {blank} must not be empty")
-        return self.prompt_template.format(**{f: str(values[f]) for f in self.fields})
+    def render(self, values: Mapping[str, object], *, allow_blank: bool = False) -> str:
+        """Fill the exact template (`str.format`, as the report did).
+
+        A missing (or None) field raises `PromptError`; so does a blank one unless
+        `allow_blank` (data rows may leave a field empty: covid's Location often is; a person
+        typing in the Playground may not)."""
+        return _fill(self.name, self.prompt_template, self.fields, values, allow_blank)
+
+    def render_eval(self, values: Mapping[str, object]) -> str:
+        """The evaluation prompt for a data row: the task's evaluation template when it has one
+        (magicoder), else the training template; blank fields allowed."""
+        if not self.eval_prompt_template:
+            return self.render(values, allow_blank=True)
+        fields = template_fields(self.eval_prompt_template)
+        return _fill(self.name, self.eval_prompt_template, fields, values, True)
+
+
+def _fill(
+    task: str,
+    template: str,
+    fields: tuple[str, ...],
+    values: Mapping[str, object],
+    allow_blank: bool,
+) -> str:
+    missing = [f for f in fields if values.get(f) is None]
+    if missing:
+        raise PromptError(f"task {task!r} needs field(s) {missing}; expected {list(fields)}")
+    blank = [f for f in fields if not str(values[f]).strip()]
+    if blank and not allow_blank:
+        raise PromptError(f"task {task!r}: field(s) {blank} must not be empty")
+    return template.format(**{f: str(values[f]) for f in fields})
 
 
 @dataclass(frozen=True)
@@ -91,21 +111,6 @@ class AdapterEntry:
     def beats_gpt4(self) -> bool:
         """Strictly better than GPT-4 on this task (every metric here is higher-is-better)."""
         return self.finetuned > self.gpt4
-
-
-@dataclass(frozen=True)
-class MeasuredRow:
-    """A score measured by this project (`leaderboards/measured_here.csv`)."""
-
-    date: str
-    task: str
-    base_model: str  # e.g. "smollm2-135m-instruct" (not necessarily one of the 10)
-    adapter: str  # adapter id; "" for the bare base model
-    metric: str
-    score: float
-    n: int  # examples evaluated
-    data: str  # evaluated file, relative to the workspace
-    model: str  # the base's Hub id
 
 
 @dataclass(frozen=True)

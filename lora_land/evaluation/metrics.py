@@ -10,7 +10,8 @@ quirks included, with three documented departures:
 - the metric functions the report names but whose code is not public (`mmlu_accuracy`,
   `winogrande_accuracy`, `arc_accuracy`, `covid_accuracy`, `humaneval`) are implemented as
   the evident variants: first number, choice letter, sentiment label, HumanEval pass@1.
-Every metric here is higher-is-better. This module scores strings; it imports no torch and
+Every metric here is higher-is-better (so a spec carries no direction flag; the catalog's
+`Task.higher_is_better` is what the UI shows). This module scores strings; it imports no torch and
 runs no model (HumanEval code runs in `lora_land.evaluation.sandbox`).
 """
 
@@ -29,7 +30,6 @@ ScoreFn = Callable[[str, str, Mapping[str, str] | None], float]
 @dataclass(frozen=True)
 class MetricSpec:
     name: str
-    higher_is_better: bool
     description: str
     fn: ScoreFn
 
@@ -215,44 +215,33 @@ def humaneval(pred: str, target: str, row=None) -> float:
 
 
 _SPECS = [
-    MetricSpec(
-        "accuracy", True, "exact match ignoring case and periods; numbers by value", accuracy
-    ),
+    MetricSpec("accuracy", "exact match ignoring case and periods; numbers by value", accuracy),
     MetricSpec(
         "binary_accuracy_flex",
-        True,
         "yes/no, true/false, 1/0, positive/negative",
         binary_accuracy_flex,
     ),
-    MetricSpec(
-        "mrpc_accuracy", True, "accuracy, else class digit 1/2 present", _digit_presence("12")
-    ),
-    MetricSpec(
-        "mnli_accuracy", True, "accuracy, else class digit 0/1/2 present", _digit_presence("012")
-    ),
+    MetricSpec("mrpc_accuracy", "accuracy, else class digit 1/2 present", _digit_presence("12")),
+    MetricSpec("mnli_accuracy", "accuracy, else class digit 0/1/2 present", _digit_presence("012")),
     MetricSpec(
         "hellaswag_accuracy",
-        True,
         "accuracy, else class digit 0-3 present",
         _digit_presence("0123"),
     ),
-    MetricSpec("rouge", True, "ROUGE-L F-measure", rouge),
-    MetricSpec("dbpedia", True, "class index to name, then ROUGE-L", dbpedia),
-    MetricSpec("stsb", True, "1 - |pred - target| / 5; no number scores 0", stsb),
+    MetricSpec("rouge", "ROUGE-L F-measure", rouge),
+    MetricSpec("dbpedia", "class index to name, then ROUGE-L", dbpedia),
+    MetricSpec("stsb", "1 - |pred - target| / 5; no number scores 0", stsb),
     MetricSpec(
         "customer_support_accuracy",
-        True,
         "accuracy, else target contained",
         customer_support_accuracy,
     ),
-    MetricSpec("gsm8k_regex", True, "last number matches", gsm8k_regex),
-    MetricSpec("mmlu_accuracy", True, "first number is the answer's number", first_number_accuracy),
-    MetricSpec(
-        "winogrande_accuracy", True, "first number is the option's number", first_number_accuracy
-    ),
-    MetricSpec("arc_accuracy", True, "first choice letter matches", choice_letter_accuracy),
-    MetricSpec("covid_accuracy", True, "first sentiment label named matches", covid_accuracy),
-    MetricSpec("humaneval", True, "pass@1: the code passes the tests in a sandbox", humaneval),
+    MetricSpec("gsm8k_regex", "last number matches", gsm8k_regex),
+    MetricSpec("mmlu_accuracy", "first number is the answer's number", first_number_accuracy),
+    MetricSpec("winogrande_accuracy", "first number is the option's number", first_number_accuracy),
+    MetricSpec("arc_accuracy", "first choice letter matches", choice_letter_accuracy),
+    MetricSpec("covid_accuracy", "first sentiment label named matches", covid_accuracy),
+    MetricSpec("humaneval", "pass@1: the code passes the tests in a sandbox", humaneval),
 ]
 METRICS: dict[str, MetricSpec] = {s.name: s for s in _SPECS}
 

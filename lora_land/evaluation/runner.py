@@ -15,10 +15,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from lora_land.catalog import Task
+from lora_land.catalog.measured import MeasuredRow, upsert_measured
 from lora_land.engine.types import GenerationRequest, TextEngine
-from lora_land.evaluation.measured import MeasuredRow, upsert_measured
 from lora_land.evaluation.metrics import get_metric
-from lora_land.evaluation.tasks import TaskSpec
+from lora_land.evaluation.stats import bootstrap_mean
 
 MAX_NEW_TOKENS = 256  # the report's decoding
 
@@ -35,7 +36,7 @@ class EvalReport:
 
 def evaluate_rows(
     engine: TextEngine,
-    task: TaskSpec,
+    task: Task,
     rows: Sequence[Mapping[str, str]],
     adapter_id: str | None = None,
     *,
@@ -81,7 +82,11 @@ def evaluate_rows(
 def measured_row(
     report: EvalReport, base_model: str, model_hub_id: str, data: str, adapter: str = ""
 ) -> MeasuredRow:
+    """The "measured here" row of a report, with the 95% bootstrap interval of its score."""
+    ci = bootstrap_mean([r["score"] for r in report.records]) if report.records else None
     return MeasuredRow(
+        low=ci.low if ci else None,
+        high=ci.high if ci else None,
         date=dt.date.today().isoformat(),
         task=report.task,
         base_model=base_model,

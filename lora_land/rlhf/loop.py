@@ -26,9 +26,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from lora_land.catalog import Task
 from lora_land.config import PROJECT_ROOT, Settings
 from lora_land.errors import UserError
-from lora_land.evaluation.tasks import TaskSpec, load_task, read_rows
+from lora_land.evaluation.tasks import load_task, read_rows
 from lora_land.rlhf.dpo import DpoSettings
 from lora_land.rlhf.pairing import max_min_pairs, read_samples, write_jsonl
 from lora_land.rlhf.rewards import Reward
@@ -83,7 +84,7 @@ class LoopResult:
     installed: Path | None = None
 
 
-def prompts_per_iteration(config: LoopConfig, task: TaskSpec) -> int:
+def prompts_per_iteration(config: LoopConfig, task: Task) -> int:
     if config.prompts:
         return config.prompts
     return LONG_ANSWER_PROMPTS if task.metric_fn in LONG_ANSWER_METRICS else SHORT_ANSWER_PROMPTS

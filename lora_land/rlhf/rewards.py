@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from lora_land.catalog import Task
 from lora_land.errors import UserError
 from lora_land.evaluation.metrics import get_metric
-from lora_land.evaluation.tasks import TaskSpec
 
 
 class Reward(Protocol):
@@ -29,7 +29,7 @@ class Reward(Protocol):
 class MetricReward:
     """The task's own metric of each answer against the row's gold `target`."""
 
-    def __init__(self, task: TaskSpec) -> None:
+    def __init__(self, task: Task) -> None:
         self.spec = get_metric(task.metric_fn)
         self.name = f"metric:{self.spec.name}"
 
@@ -42,7 +42,7 @@ class MetricReward:
         ]
 
 
-def load_reward(spec: str, task: TaskSpec, base_source: str | None = None) -> Reward:
+def load_reward(spec: str, task: Task, base_source: str | None = None) -> Reward:
     """`"metric"` -> the task's metric; a directory -> the reward model trained there."""
     if spec == "metric":
         return MetricReward(task)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from lora_land.catalog import Task
 from lora_land.config import EMBEDDED_BASE, Settings
 from lora_land.deployment import AdapterSource, BaseSource, Deployment
 from lora_land.engine.types import GenerationRequest, TextEngine
 from lora_land.evaluation.bases import ResolvedBase
-from lora_land.evaluation.tasks import TaskSpec
 from lora_land.rlhf.pairing import Sample
 
 TEMPERATURES = (0.7, 1.0)  # the first half of the K answers at 0.7, the rest at 1.0
@@ -51,7 +51,7 @@ def sample_seed(seed: int, iteration: int, prompt_index: int, j: int, k: int) ->
 
 def sample_answers(
     engine: TextEngine,
-    task: TaskSpec,
+    task: Task,
     rows: Sequence[Mapping],
     adapter_id: str,
     *,
@@ -74,7 +74,7 @@ def sample_answers(
     for start in range(0, len(rows), chunk_prompts):
         batch: list[tuple[int, str, float, int]] = []
         for index in range(start, min(start + chunk_prompts, len(rows))):
-            prompt = task.render(rows[index])
+            prompt = task.render(rows[index], allow_blank=True)
             for j in range(k):
                 temperature = temperatures[min(j * len(temperatures) // k, len(temperatures) - 1)]
                 s = sample_seed(seed, iteration, index, j, k)

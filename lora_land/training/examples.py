@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lora_land.evaluation.tasks import TaskSpec
+from lora_land.catalog import Task
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,14 @@ class Example:
 
 
 def build_examples(
-    task: TaskSpec, rows: Sequence[dict], tokenizer, max_seq_len: int
+    task: Task, rows: Sequence[dict], tokenizer, max_seq_len: int
 ) -> tuple[list[Example], int]:
     """Tokenize rows; prompts too long are cut from the left. Returns (examples, n_truncated)."""
     eos = tokenizer.eos_token_id
     examples, truncated = [], 0
     for row in rows:
-        prompt_ids = tokenizer(task.render(row), add_special_tokens=False)["input_ids"]
+        prompt = task.render(row, allow_blank=True)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         target_ids = tokenizer(str(row["target"]), add_special_tokens=False)["input_ids"] + [eos]
         target_ids = target_ids[: max_seq_len // 2]
         room = max_seq_len - len(target_ids)

@@ -61,10 +61,58 @@ def _eval_lines(ev: dict | None) -> list[str]:
     return lines
 
 
+def _ci(d: dict, signed: bool = False) -> str:
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f"{f.format(d['mean'])} [{f.format(d['low'])}, {f.format(d['high'])}]"
+
+
+def _comparison_rows(label: str, c: dict) -> list[str]:
+    rows = [
+        f"| {label} | `{c['metric']}` | {c['adapter']['n']} | {_ci(c['base'])} | "
+        f"{_ci(c['adapter'])} | {_ci(c['lift'], True)} |"
+    ]
+    v = c.get("valid_answers")
+    if v:
+        rows.append(
+            f"| {label} | valid answers (JSON parses / label in the label set) | "
+            f"{c['adapter']['n']} | {v['base']:.0%} | {v['adapter']:.0%} | |"
+        )
+    s = c.get("second")
+    if s:
+        rows.append(
+            f"| {label} | `{s['measure']}` (second measure) | {s['adapter']['n']} | "
+            f"{_ci(s['base'])} | {_ci(s['adapter'])} | {_ci(s['lift'], True)} |"
+        )
+    return rows
+
+
+def _zoo_lines(z: dict) -> list[str]:
+    """Zoo v2: which split chose the adapter, which measured it, with intervals."""
+    chosen, measured = z["chosen_on"], z["measured_on"]
+    compared = ", ".join(z.get("recipes_compared") or [z["recipe"]])
+    return [
+        f"Chosen on the **dev** split: {chosen['n']} rows of `{chosen['data']}` "
+        f"({chosen['split']}), recipe `{z['recipe']}` ({z['recipe_text']}; compared: "
+        f"{compared}). Measured **once** on the evaluation rows: {measured['n']} rows of "
+        f"`{measured['data']}`, the base on the same rows.",
+        "",
+        "| rows | measure | n | base [95% CI] | adapter [95% CI] | paired lift [95% CI] |",
+        "|---|---|---|---|---|---|",
+        *_comparison_rows("dev (chose)", z["dev"]),
+        *_comparison_rows("evaluation (measured)", z["eval"]),
+        "",
+        "Intervals: percentile bootstrap, 10,000 resamples, seeded; the lift is the mean of the",
+        "per-row differences on the same rows. Shipping rule: the lift's interval on the",
+        "evaluation rows lies above zero (and, for structured outputs, the second measure's).",
+        f"Verdict: {z['reason']}. Greedy decoding, at most 256 new tokens.",
+    ]
+
+
 def write_model_card(adapter_dir: Path) -> Path:
     """Write README.md from the summary (front matter in the Hub's model-card format)."""
     s = read_summary(adapter_dir)
     task, hub_id = s["task"], s.get("base_hub_id", s["base"])
+    part = ", the train part of the seeded train/dev split" if s.get("split") == "train" else ""
     text = "\n".join(
         [
             "---",
@@ -77,7 +125,7 @@ def write_model_card(adapter_dir: Path) -> Path:
             f"# LoRA Land mini zoo: `{task}` on {s.get('base_name', s['base'])}",
             "",
             f"A rank-{s['rank']} LoRA adapter for the LoRA Land task `{task}` (arXiv 2405.00732), "
-            f"trained by this project on `{hub_id}` with `lora-land train`.",
+            f"trained by this project on `{hub_id}` (`lora-land train` or `lora-land zoo`).",
             "",
             "## Training",
             "",
@@ -85,7 +133,7 @@ def write_model_card(adapter_dir: Path) -> Path:
             "|---|---|",
             f"| task | `{task}` |",
             f"| base | `{hub_id}` |",
-            f"| data | `{display_path(s['data'])}` ({s.get('n_rows', '?')} rows) |",
+            f"| data | `{display_path(s['data'])}` ({s.get('n_rows', '?')} rows{part}) |",
             f"| LoRA | r={s['rank']}, alpha={s['alpha']}, dropout={s['dropout']}, "
             f"modules {', '.join(s['target_modules'])} |",
             f"| steps | {s['steps']} x batch {s['batch_size']}, max {s['max_seq_len']} tokens |",
@@ -98,7 +146,7 @@ def write_model_card(adapter_dir: Path) -> Path:
             "",
             "## Evaluation",
             "",
-            *_eval_lines(s.get("eval")),
+            *(_zoo_lines(s["zoo"]) if "zoo" in s else _eval_lines(s.get("eval"))),
             "",
         ]
     )

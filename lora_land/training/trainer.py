@@ -4,6 +4,14 @@
 examples with the loss on the target (+EOS) only, checkpoints every few steps (safetensors +
 JSON, so a killed run resumes where it stopped) and writes a standard PEFT adapter (fp16
 safetensors) plus a model card. It does not evaluate; see `lora_land.evaluation.runner`.
+
+Why this loop and not TRL's `SFTTrainer` (trl 1.16, installed for the DPO work): SFTTrainer's
+completion-only loss is the same objective (prompt positions masked), but its forward computes
+the LM head over every position (and token entropy for its metrics); `target_loss` here runs
+the 49k-vocabulary head on the target positions alone, a large share of a step on this 135M
+model on CPU. The length-bucketed, seeded batch schedule and the safetensors checkpoints that
+resume mid-run are ours too, and tested. TRL stays the stack for preference training (DPO),
+which this loop does not do.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from lora_land.evaluation.bases import resolve_base
 from lora_land.evaluation.tasks import load_task, read_rows
 from lora_land.training.examples import batch_schedule, build_examples, iter_batches
 from lora_land.training.model_card import SUMMARY_FILE, display_path, write_model_card
+from lora_land.training.split import split_indices
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
@@ -48,6 +57,8 @@ class TrainConfig:
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     seed: int = 0
     checkpoint_every: int = 20  # steps between resumable checkpoints
+    split: str = "all"  # "train": only the train part of the seeded split (training.split)
+    bf16: bool = False  # bf16 autocast for the forward (about 1.8x faster on AVX512-BF16 CPUs)
 
     def fingerprint(self) -> dict:
         """What must match for a checkpoint to be resumed."""
@@ -65,6 +76,17 @@ class TrainResult:
     final_loss: float  # mean loss over the last 10% of steps
     losses: list[float] = field(default_factory=list)
     resumed_from: int = 0
+
+
+def training_rows(config: TrainConfig) -> list[dict]:
+    """The rows to train on: all of `config.data`, or the train part of its seeded split."""
+    rows = read_rows(config.data)
+    if config.split == "all":
+        return rows
+    if config.split != "train":
+        raise UserError(f"split {config.split!r} is not 'all' or 'train'")
+    train_index, _ = split_indices(rows, config.task)
+    return [rows[i] for i in train_index]
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -178,7 +200,7 @@ def train(config: TrainConfig, on_step: Callable[[int, float], None] | None = No
     4. resume, 5. loop with checkpoints, 6. save adapter, model card, and drop the checkpoint.
     """
     task = load_task(config.task)
-    rows = read_rows(config.data)
+    rows = training_rows(config)
     base = resolve_base(config.base)
     tokenizer, model = _load_model(base.source, config)
     examples, truncated = build_examples(task, rows, tokenizer, config.max_seq_len)
@@ -204,7 +226,8 @@ def train(config: TrainConfig, on_step: Callable[[int, float], None] | None = No
     for step, batch in iter_batches(examples, schedule, pad_id, start):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, config)
-        loss = target_loss(model, batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            loss = target_loss(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -1,14 +1,17 @@
-"""Plotly figures for the leaderboard tab: tasks x bases heatmap, one task's bar chart.
+"""Plotly figures for the leaderboard tab: tasks x bases heatmap, one task's bar chart, and
+the measured adapters' paired lifts with their intervals.
 
-Pure functions of a `Catalog`: they build figures and do not know about Gradio events or
-read files.
+Pure functions of a `Catalog` (or its measured rows): they build figures and do not know
+about Gradio events or read files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import plotly.graph_objects as go
 
-from lora_land.catalog import Catalog
+from lora_land.catalog import Catalog, MeasuredRow
 
 # What the heatmap can show: column -> (label, colour scale, centred at zero).
 HEATMAP_VALUES = {
@@ -84,6 +87,42 @@ def task_figure(catalog: Catalog, task: str) -> go.Figure:
         yaxis={"range": [0, 1.08], "title": {"text": spec.metric}},
         legend={"orientation": "h", "y": -0.25},
         margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        font=_FONT,
+        paper_bgcolor="rgba(0,0,0,0)",
+    )
+    return fig
+
+
+def lift_figure(rows: Sequence[MeasuredRow]) -> go.Figure:
+    """Paired lift of each measured adapter over its base, with its 95% interval, against 0.
+
+    Only rows that carry a paired interval appear (zoo v1 figures have none)."""
+    paired = sorted((r for r in rows if r.lift is not None), key=lambda r: r.lift or 0.0)
+    labels = [f"{r.task} (n={r.n})" for r in paired]
+    lifts = [r.lift or 0.0 for r in paired]
+    colours = [FT_COLOUR if (r.lift_low or 0.0) > 0 else BASE_COLOUR for r in paired]
+    fig = go.Figure(
+        go.Scatter(
+            x=lifts,
+            y=labels,
+            mode="markers",
+            marker={"color": colours, "size": 10},
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": [(r.lift_high or 0.0) - (r.lift or 0.0) for r in paired],
+                "arrayminus": [(r.lift or 0.0) - (r.lift_low or 0.0) for r in paired],
+                "color": "#475569",
+            },
+            hovertemplate="%{y}: lift %{x:+.3f}<extra></extra>",
+        )
+    )
+    fig.add_vline(x=0, line={"color": "#b91c1c", "dash": "dash"})
+    fig.update_layout(
+        title={"text": "Paired lift over the base, 95% bootstrap interval (green: above zero)"},
+        height=max(220, 60 + 32 * len(paired)),
+        xaxis={"title": {"text": "adapter − base, same rows"}, "zeroline": False},
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
         font=_FONT,
         paper_bgcolor="rgba(0,0,0,0)",
     )

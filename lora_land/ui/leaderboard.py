@@ -15,11 +15,11 @@ import gradio as gr
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from lora_land.catalog import Catalog, HeadlineStats
-from lora_land.catalog.loader import MEASURED_FILE, read_measured
+from lora_land.catalog import Catalog, HeadlineStats, MeasuredRow
+from lora_land.catalog.measured import MEASURED_FILE, read_measured
 from lora_land.config import PROJECT_ROOT
 from lora_land.errors import CatalogDataError
-from lora_land.ui.charts import HEATMAP_VALUES, heatmap_figure, task_figure
+from lora_land.ui.charts import HEATMAP_VALUES, heatmap_figure, lift_figure, task_figure
 
 ALL = "(all)"  # dropdown value meaning "no filter"
 TROPHY = "🏆"
@@ -53,8 +53,11 @@ MEASURED_HEADERS = [
     "Base model",
     "Adapter",
     "Metric",
-    "Measured",
     "n",
+    "Base [95% CI]",
+    "Adapter [95% CI]",
+    "Paired lift [95% CI]",
+    "Second measure: base → adapter, lift [95% CI]",
     "Report: best fine-tune",
     "Report: GPT-4",
     "Data",
@@ -168,10 +171,43 @@ def task_view(catalog: Catalog, task: str) -> tuple[Any, str]:
     return task_figure(catalog, task), task_note(catalog, task)
 
 
+def _score_text(row: MeasuredRow) -> str:
+    if row.has_interval:
+        return f"{row.score:.3f} [{row.low:.3f}, {row.high:.3f}]"
+    return f"{row.score:.3f} (no interval: v1)"
+
+
+def _lift_text(tuned: MeasuredRow, base: MeasuredRow | None) -> str:
+    if tuned.lift is not None and tuned.lift_low is not None and tuned.lift_high is not None:
+        return f"{tuned.lift:+.3f} [{tuned.lift_low:+.3f}, {tuned.lift_high:+.3f}]"
+    if base is None:
+        return "—"
+    return f"{tuned.score - base.score:+.3f} (v1: not paired, no interval)"
+
+
+def _second_text(tuned: MeasuredRow, base: MeasuredRow | None) -> str:
+    if not tuned.second_metric or tuned.second_score is None:
+        return ""
+    before = f"{base.second_score:.3f}" if base and base.second_score is not None else "?"
+    text = f"{tuned.second_metric}: {before} → {tuned.second_score:.3f}"
+    if tuned.second_lift is not None:
+        text += (
+            f", {tuned.second_lift:+.3f} [{tuned.second_lift_low or 0.0:+.3f}, "
+            f"{tuned.second_lift_high or 0.0:+.3f}]"
+        )
+    return text
+
+
+def read_measured_rows(catalog: Catalog) -> list[MeasuredRow]:
+    """The measured rows as the file holds them now (re-read: the file changes while serving)."""
+    return read_measured(catalog.source_dir / MEASURED_FILE, set(catalog.tasks))
+
+
 def measured_view(catalog: Catalog) -> tuple[pd.DataFrame, str]:
-    """This project's measurements beside the report's numbers for the same task."""
+    """This project's measurements: per adapter, base and adapter scores on the same rows, the
+    paired lift, each with n and its 95% interval, beside the report's numbers for the task."""
     try:
-        rows = read_measured(catalog.source_dir / MEASURED_FILE, set(catalog.tasks))
+        rows = read_measured_rows(catalog)
     except CatalogDataError as e:
         return pd.DataFrame(columns=MEASURED_HEADERS), f"⚠️ Could not read the measurements: {e}"
     if not rows:
@@ -180,26 +216,51 @@ def measured_view(catalog: Catalog) -> tuple[pd.DataFrame, str]:
             "`leaderboards/measured_here.csv`; they appear here on the next page load."
         )
         return pd.DataFrame(columns=MEASURED_HEADERS), note
+    bases = {(r.task, r.base_model, r.data): r for r in rows if not r.adapter}
+    with_adapter = {(r.task, r.base_model, r.data) for r in rows if r.adapter}
     records: list[dict[str, Any]] = []
     for m in rows:
+        key = (m.task, m.base_model, m.data)
+        if not m.adapter and key in with_adapter:
+            continue  # shown on its adapter's line
+        base = bases.get(key) if m.adapter else m
         spec = catalog.tasks[m.task]
-        best = catalog.per_task(m.task)["finetuned"].max()
         records.append(
             {
                 "Task": m.task,
                 "Base model": m.base_model,
                 "Adapter": m.adapter or "(base model, no adapter)",
                 "Metric": m.metric,
-                "Measured": round(m.score, 3),
                 "n": m.n,
-                "Report: best fine-tune": best,
+                "Base [95% CI]": _score_text(base) if base else "—",
+                "Adapter [95% CI]": _score_text(m) if m.adapter else "—",
+                "Paired lift [95% CI]": _lift_text(m, base) if m.adapter else "—",
+                "Second measure: base → adapter, lift [95% CI]": _second_text(m, base),
+                "Report: best fine-tune": catalog.per_task(m.task)["finetuned"].max(),
                 "Report: GPT-4": spec.gpt4,
                 "Data": m.data,
                 "Date": m.date,
             }
         )
-    note = f"{len(rows)} measurement(s) on this machine's models, next to the report's figures."
+    paired = [r for r in rows if r.adapter and r.lift is not None]
+    above = sum(1 for r in paired if (r.lift_low or 0.0) > 0)
+    note = (
+        f"{len(rows)} measurement(s) on this machine's models. {len(paired)} adapter(s) carry a "
+        f"paired lift (same rows as the base; percentile bootstrap, 95%), {above} of them with "
+        "an interval above zero, the rule for shipping an adapter in the mini zoo. Rows marked "
+        "v1 were measured before intervals were kept, on the rows that also chose them."
+    )
     return pd.DataFrame.from_records(records, columns=MEASURED_HEADERS), note
+
+
+def measured_outputs(catalog: Catalog) -> tuple[pd.DataFrame, str, Any]:
+    """Table, note and the lift chart, for the reload button."""
+    frame, note = measured_view(catalog)
+    try:
+        rows = read_measured_rows(catalog)
+    except CatalogDataError:
+        rows = []
+    return frame, note, lift_figure(rows)
 
 
 def intro_html() -> str:
@@ -307,10 +368,14 @@ def _build_charts(catalog: Catalog, task_labels: dict[str, str]) -> None:
 
 def _build_measured(catalog: Catalog) -> None:
     gr.Markdown("### Measured here")
-    frame, text = measured_view(catalog)
+    frame, text, figure = measured_outputs(catalog)
     note = gr.Markdown(text, elem_id="ll-measured-note")
     table = gr.Dataframe(frame, interactive=False, elem_id="ll-measured", max_height=400)
+    chart = gr.Plot(figure, elem_id="ll-measured-lifts", show_label=False)
     refresh = gr.Button("Reload measurements", size="sm", elem_id="ll-measured-reload")
     refresh.click(
-        lambda: measured_view(catalog), None, [table, note], api_name="leaderboard_measured"
+        partial(measured_outputs, catalog),
+        None,
+        [table, note, chart],
+        api_name="leaderboard_measured",
     )

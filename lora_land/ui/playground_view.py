@@ -100,8 +100,16 @@ def _measured_lines(services: Services, base: str, task: Task) -> str:
     )
     if not rows:
         return head + "**Measured here:** none yet."
-    parts = [f"{_measured_kind(m.adapter)} {_fmt(m.score)} (n={m.n}, {m.date})" for m in rows]
-    return head + "**Measured here:** " + " · ".join(parts)
+    parts = []
+    for m in rows:
+        ci = f" [{_fmt(m.low)}, {_fmt(m.high)}]" if m.low is not None and m.high is not None else ""
+        text = f"{_measured_kind(m.adapter)} {_fmt(m.score)}{ci} (n={m.n}, {m.date})"
+        if m.lift is not None and m.lift_low is not None and m.lift_high is not None:
+            text += f", paired lift {m.lift:+.3f} [{m.lift_low:+.3f}, {m.lift_high:+.3f}]"
+        if m.second_metric and m.second_score is not None:
+            text += f", {m.second_metric} {_fmt(m.second_score)}"
+        parts.append(text)
+    return head + "**Measured here** (95% intervals): " + " · ".join(parts)
 
 
 def _measured_kind(adapter: str) -> str:

@@ -62,3 +62,46 @@ def test_filtering_to_one_task_shows_its_10_fine_tunes_with_their_scores(page, l
     lifts = [float(r[header.index("Lift")]) for r in rows]
     assert lifts == sorted(lifts, reverse=True)  # default order: lift, descending
     assert "10 of 310" in page.locator("#ll-lb-summary").inner_text()
+
+
+@pytest.mark.browser
+def test_measured_here_shows_intervals_and_the_lift_chart(page, serve_blocks, tmp_path):
+    from lora_land.catalog import build_catalog
+    from lora_land.catalog.measured import MeasuredRow, write_measured
+
+    for f in DATA.glob("*.*"):
+        if f.suffix in (".json", ".csv") and f.name != "measured_here.csv":
+            (tmp_path / f.name).write_bytes(f.read_bytes())
+    common = dict(base_model="b", metric="binary_accuracy_flex", n=50, data="d", model="m")
+    write_measured(
+        [
+            MeasuredRow("2026-12-01", TASK, adapter="", score=0.0, low=0.0, high=0.0, **common),
+            MeasuredRow(
+                "2026-12-01",
+                TASK,
+                adapter=f"b/{TASK}",
+                score=0.88,
+                low=0.78,
+                high=0.96,
+                lift=0.88,
+                lift_low=0.78,
+                lift_high=0.96,
+                **common,
+            ),
+        ],
+        tmp_path / "measured_here.csv",
+    )
+    with gr.Blocks() as demo:
+        build_leaderboard_tab(types.SimpleNamespace(catalog=build_catalog(tmp_path)))
+    page.goto(serve_blocks(demo))
+    table = page.locator("#ll-measured")
+    table.wait_for()
+    table.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "document.querySelector('#ll-measured').textContent.includes('+0.880 [+0.780, +0.960]')"
+    )  # the paired lift
+    cells = table.locator("td").all_text_contents()
+    assert "0.880 [0.780, 0.960]" in [c.strip() for c in cells]  # the adapter
+    assert "0.000 [0.000, 0.000]" in [c.strip() for c in cells]  # the base
+    assert "1 of them with an interval above zero" in page.locator("#ll-measured-note").inner_text()
+    page.locator("#ll-measured-lifts .js-plotly-plot").wait_for()

@@ -98,3 +98,14 @@ def test_catalog_is_cached_per_directory_and_reloaded_when_a_file_changes(tmp_pa
     second = load_catalog(tmp_path)
     assert second is not first
     assert [(m.task, m.score, m.n) for m in second.measured] == [("glue_sst2", 0.81, 64)]
+
+
+def test_one_render_rule_blank_fields_only_for_data_rows(catalog):
+    covid = catalog.tasks["covid"]
+    row = {"OriginalTweet": "Shops are empty", "TweetAt": "2/3/2020", "Location": ""}
+    with pytest.raises(PromptError, match=r"field\(s\) \['Location'\] must not be empty"):
+        covid.render(row)
+    assert covid.render_eval(row) == covid.render(row, allow_blank=True)
+    assert "Shops are empty" in covid.render_eval(row)
+    with pytest.raises(PromptError, match=r"needs field\(s\) \['Location'\]"):
+        covid.render_eval({**row, "Location": None})

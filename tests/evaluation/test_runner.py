@@ -6,8 +6,8 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+from lora_land.catalog.measured import COLUMNS, read_measured, upsert_measured
 from lora_land.engine.types import GenerationRequest, GenerationResult
-from lora_land.evaluation.measured import COLUMNS, read_measured, upsert_measured
 from lora_land.evaluation.runner import evaluate_rows, measured_row
 from lora_land.evaluation.tasks import load_task, read_rows
 
@@ -99,3 +99,14 @@ def test_magicoder_uses_its_eval_template_and_humaneval(samples_dir: Path) -> No
 
     report = evaluate_rows(Solver(), task, rows, None, progress=False)
     assert report.metric == "humaneval" and report.score == 1.0  # canonical solutions pass
+
+
+def test_measured_row_carries_the_bootstrap_interval_of_the_row_scores(samples_dir: Path) -> None:
+    from lora_land.evaluation.stats import bootstrap_mean
+
+    rows = read_rows(samples_dir / "glue_sst2.jsonl")
+    report = evaluate_rows(FakeEngine("1"), load_task("glue_sst2"), rows, None, progress=False)
+    row = measured_row(report, "b", "hub", "d")
+    expected = bootstrap_mean([r["score"] for r in report.records])
+    assert (row.low, row.high) == (expected.low, expected.high)
+    assert row.low < row.score < row.high and row.n == 50

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from lora_land.catalog.measured import read_measured
 from lora_land.cli import main
-from lora_land.evaluation.measured import read_measured
 
 
 @pytest.mark.slow

@@ -120,7 +120,11 @@ def test_measured_rows_sit_beside_the_report_figures(tmp_path):
     )
     frame, note = lb.measured_view(catalog)  # re-read on demand, no restart
     row = frame.iloc[0]
-    assert (row["Task"], row["Measured"], row["n"]) == ("glue_sst2", 0.5, 32)
+    assert (row["Task"], row["Base [95% CI]"], row["n"]) == (
+        "glue_sst2",
+        "0.500 (no interval: v1)",
+        32,
+    )
     assert row["Adapter"] == "(base model, no adapter)"
     assert row["Report: GPT-4"] == catalog.tasks["glue_sst2"].gpt4
     assert row["Report: best fine-tune"] == max(
@@ -129,6 +133,82 @@ def test_measured_rows_sit_beside_the_report_figures(tmp_path):
     (tmp_path / "measured_here.csv").write_text("date,task\n")
     frame, note = lb.measured_view(catalog)
     assert frame.empty and "missing column" in note
+
+
+def test_measured_adapter_shows_base_adapter_and_paired_lift_with_intervals(tmp_path):
+    from lora_land.catalog.measured import MeasuredRow, write_measured
+
+    for f in (PROJECT_ROOT / "leaderboards").glob("*.*"):
+        if f.suffix in (".json", ".csv") and f.name != "measured_here.csv":
+            (tmp_path / f.name).write_bytes(f.read_bytes())
+    common = dict(base_model="b", data="shared/data/samples/conllpp.jsonl", model="m", n=50)
+    write_measured(
+        [
+            MeasuredRow(
+                "d",
+                "conllpp",
+                adapter="",
+                metric="rouge",
+                score=0.13,
+                low=0.1,
+                high=0.16,
+                second_metric="entity_f1",
+                second_score=0.05,
+                **common,
+            ),
+            MeasuredRow(
+                "d",
+                "conllpp",
+                adapter="b/conllpp",
+                metric="rouge",
+                score=0.80,
+                low=0.75,
+                high=0.85,
+                lift=0.67,
+                lift_low=0.6,
+                lift_high=0.73,
+                second_metric="entity_f1",
+                second_score=0.14,
+                second_lift=0.09,
+                second_lift_low=-0.01,
+                second_lift_high=0.2,
+                **common,
+            ),
+            MeasuredRow(
+                "d",
+                "covid",
+                adapter="b/covid",
+                metric="covid_accuracy",
+                score=0.26,
+                **{**common, "data": "c.jsonl"},
+            ),
+            MeasuredRow(
+                "d",
+                "covid",
+                adapter="",
+                metric="covid_accuracy",
+                score=0.18,
+                **{**common, "data": "c.jsonl"},
+            ),
+        ],
+        tmp_path / "measured_here.csv",
+    )
+    catalog = build_catalog(tmp_path)
+    frame, note = lb.measured_view(catalog)
+    assert len(frame) == 2  # each base row sits on its adapter's line
+    ner = frame[frame["Task"] == "conllpp"].iloc[0]
+    assert ner["Base [95% CI]"] == "0.130 [0.100, 0.160]"
+    assert ner["Adapter [95% CI]"] == "0.800 [0.750, 0.850]"
+    assert ner["Paired lift [95% CI]"] == "+0.670 [+0.600, +0.730]"
+    assert ner["Second measure: base → adapter, lift [95% CI]"] == (
+        "entity_f1: 0.050 → 0.140, +0.090 [-0.010, +0.200]"
+    )
+    v1 = frame[frame["Task"] == "covid"].iloc[0]
+    assert v1["Paired lift [95% CI]"] == "+0.080 (v1: not paired, no interval)"
+    assert "1 adapter(s) carry a paired lift" in note and "1 of them with an interval" in note
+    _, _, figure = lb.measured_outputs(catalog)
+    (points,) = figure.data
+    assert list(points.x) == [0.67] and list(points.error_x.arrayminus) == [pytest.approx(0.07)]
 
 
 def _free_port() -> int:
@@ -174,3 +254,37 @@ def test_task_chart_endpoint_returns_a_plot_and_note(client):
     plot, note = client.predict("glue_stsb", api_name="/leaderboard_task_chart")
     assert plot["type"] == "plotly"
     assert "higher-is-better" in note
+
+
+def test_playground_details_show_measured_intervals_and_paired_lift(tmp_path):
+    from lora_land.catalog.measured import MeasuredRow, write_measured
+    from lora_land.ui.playground_view import _measured_lines
+
+    for f in (PROJECT_ROOT / "leaderboards").glob("*.*"):
+        if f.suffix in (".json", ".csv") and f.name != "measured_here.csv":
+            (tmp_path / f.name).write_bytes(f.read_bytes())
+    row = MeasuredRow(
+        "2026-12-01",
+        "glue_sst2",
+        "smollm2-135m-instruct",
+        "s/glue_sst2",
+        "binary_accuracy_flex",
+        0.9,
+        50,
+        "d",
+        "m",
+        low=0.8,
+        high=0.98,
+        lift=0.9,
+        lift_low=0.8,
+        lift_high=0.98,
+        second_metric="label_validity",
+        second_score=1.0,
+    )
+    write_measured([row], tmp_path / "measured_here.csv")
+    catalog = build_catalog(tmp_path)
+    text = _measured_lines(
+        types.SimpleNamespace(catalog=catalog), "smollm2-135m-instruct", catalog.tasks["glue_sst2"]
+    )
+    assert "adapter 0.900 [0.800, 0.980] (n=50, 2026-12-01)" in text
+    assert "paired lift +0.900 [+0.800, +0.980], label_validity 1.000" in text

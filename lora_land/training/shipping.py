@@ -1,0 +1,46 @@
+"""The shipping rule of the mini zoo, as code: which adapters may be shipped, and why not.
+
+An adapter ships only if its paired lift over the base (same rows, mean of per-row
+differences) has a 95% bootstrap interval that lies entirely above zero on the evaluation
+rows, and, for a task whose metric can be satisfied by format alone (structured outputs:
+NER entity lists, data-to-text), only if its lift on the task's second measure also lies
+above zero. The same rule picks the candidates on the dev split before the evaluation rows
+are touched. This module decides; it measures nothing and touches no files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lora_land.evaluation.stats import Interval
+
+# Tasks whose report metric rewards format: the second measure must also improve.
+STRUCTURED_TASKS = frozenset({"conllpp", "bc5cdr", "e2e_nlg", "viggo", "webnlg"})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ships: bool
+    reason: str
+
+
+def shipping_verdict(
+    task: str, lift: Interval, second_lift: Interval | None = None, *, where: str = "eval"
+) -> Verdict:
+    """Apply the rule to a paired `lift` (and `second_lift` for structured tasks)."""
+    if not lift.above_zero:
+        return Verdict(
+            False,
+            f"paired lift {lift.text(signed=True)} on the {where} rows: "
+            "the interval does not lie above zero",
+        )
+    if task in STRUCTURED_TASKS:
+        if second_lift is None:
+            return Verdict(False, f"{task} is structured and its second measure is missing")
+        if not second_lift.above_zero:
+            return Verdict(
+                False,
+                f"second-measure lift {second_lift.text(signed=True)} on the {where} rows: "
+                "the metric's gain may be format alone",
+            )
+    return Verdict(True, f"paired lift {lift.text(signed=True)} on the {where} rows")

@@ -1,0 +1,142 @@
+"""Shipping zoo v2 results: files, model card, measured-here rows with intervals, v1 retired."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lora_land.catalog.measured import MeasuredRow, read_measured, write_measured
+from lora_land.config import EMBEDDED_BASE
+from lora_land.training.model_card import SUMMARY_FILE
+from lora_land.training.queue import write_json
+from lora_land.training.ship import ship_all, zoo_version
+from lora_land.training.zoo import write_zoo_readme
+
+SUMMARY = {
+    "task": "glue_sst2",
+    "base": EMBEDDED_BASE,
+    "data": "shared/data/samples/train/glue_sst2.jsonl",
+    "steps": 300,
+    "lr": 0.001,
+    "batch_size": 8,
+    "max_seq_len": 256,
+    "rank": 4,
+    "alpha": 8,
+    "dropout": 0.05,
+    "warmup_frac": 0.03,
+    "target_modules": ["q_proj", "v_proj"],
+    "seed": 0,
+    "split": "train",
+    "n_rows": 622,
+    "final_loss": 0.1,
+    "first_loss": 9.0,
+}
+
+
+def _ci(mean, low, high, n):
+    return {"mean": mean, "low": low, "high": high, "n": n}
+
+
+def _comparison(n, base, tuned, lift, data):
+    return {
+        "metric": "binary_accuracy_flex",
+        "data": data,
+        "base": _ci(*base, n),
+        "adapter": _ci(*tuned, n),
+        "lift": _ci(*lift, n),
+        "second": {
+            "measure": "label_validity",
+            "base": _ci(0.0, 0.0, 0.0, n),
+            "adapter": _ci(1.0, 1.0, 1.0, n),
+            "lift": _ci(1.0, 1.0, 1.0, n),
+        },
+    }
+
+
+def _adapter(path: Path, task: str, summary: dict) -> None:
+    path.mkdir(parents=True)
+    (path / "adapter_config.json").write_text("{}")
+    (path / "adapter_model.safetensors").write_bytes(b"w")
+    (path / SUMMARY_FILE).write_text(json.dumps({**summary, "task": task}))
+
+
+def test_ship_all_ships_records_intervals_and_retires_v1(tmp_path):
+    runs, zoo, measured = tmp_path / "runs", tmp_path / "zoo", tmp_path / "measured.csv"
+    _adapter(runs / "glue_sst2" / "all4" / "adapter", "glue_sst2", SUMMARY)
+    dev = _comparison(
+        100,
+        (0.1, 0.05, 0.16),
+        (0.9, 0.84, 0.95),
+        (0.8, 0.72, 0.87),
+        "shared/data/samples/train/glue_sst2.jsonl",
+    )
+    ev = _comparison(
+        50,
+        (0.0, 0.0, 0.0),
+        (0.88, 0.78, 0.96),
+        (0.88, 0.78, 0.96),
+        "shared/data/samples/glue_sst2.jsonl",
+    )
+    write_json(
+        runs / "glue_sst2" / "choice.json", {"recipe": "all4", "dev": {"all4": dev, "qv8": dev}}
+    )
+    write_json(
+        runs / "glue_sst2" / "result.json",
+        {
+            "ships": True,
+            "recipe": "all4",
+            "reason": "paired lift +0.880",
+            "dev": dev,
+            "eval": ev,
+            "date": "2026-12-01",
+        },
+    )
+    legacy = {k: v for k, v in SUMMARY.items() if k != "split"}
+    _adapter(zoo / "covid", "covid", legacy)  # a v1 adapter
+    _adapter(zoo / "covid@dpo", "covid", legacy)  # another branch's variant
+    write_json(
+        runs / "covid" / "result.json",
+        {"ships": False, "recipe": "all4", "reason": "no lift on dev", "dev": dev},
+    )
+    old = MeasuredRow(
+        "2026-11-25",
+        "covid",
+        EMBEDDED_BASE,
+        f"{EMBEDDED_BASE}/covid",
+        "covid_accuracy",
+        0.26,
+        50,
+        "shared/data/samples/covid.jsonl",
+        "m",
+    )
+    write_measured([old], measured)
+
+    done = ship_all(runs, zoo, measured)
+
+    assert done["glue_sst2"] == "shipped (v2)" and done["covid"].startswith("v1 retired")
+    assert zoo_version(zoo / "glue_sst2") == 2
+    assert not (zoo / "covid").exists() and (zoo / "covid@dpo").is_dir()
+    summary = json.loads((zoo / "glue_sst2" / SUMMARY_FILE).read_text())
+    assert summary["zoo"]["chosen_on"]["part"] == "dev"
+    assert summary["zoo"]["measured_on"] == {
+        "part": "eval",
+        "data": "shared/data/samples/glue_sst2.jsonl",
+        "n": 50,
+        "times": 1,
+    }
+    card = (zoo / "glue_sst2" / "README.md").read_text()
+    assert "Chosen on the **dev** split: 100 rows" in card and "Measured **once**" in card
+    assert (
+        "| evaluation (measured) | `binary_accuracy_flex` | 50 | 0.000 [0.000, 0.000] | "
+        "0.880 [0.780, 0.960] | +0.880 [+0.780, +0.960] |"
+    ) in card
+    rows = {r.adapter: r for r in read_measured(measured)}
+    assert set(rows) == {"", f"{EMBEDDED_BASE}/glue_sst2"}  # covid's v1 row went with it
+    tuned = rows[f"{EMBEDDED_BASE}/glue_sst2"]
+    assert (tuned.score, tuned.low, tuned.high, tuned.n) == (0.88, 0.78, 0.96, 50)
+    assert (tuned.lift, tuned.lift_low, tuned.second_metric) == (0.88, 0.78, "label_validity")
+    assert rows[""].lift is None and rows[""].second_score == 0.0
+
+    readme = write_zoo_readme(zoo, runs).read_text()
+    assert "| glue_sst2 | **shipped** |" in readme and "not shipped: no lift on dev" in readme
+    assert "Mean lift of the 1 shipped v2 adapters on the evaluation rows: +0.880." in readme
