@@ -46,6 +46,7 @@ format: $(DEV)
 bench: $(DEV) model ## run the benchmarks; results in bench/results/*.json
 	$(BIN)/python -m bench.leaderboard
 	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.batching
 
 zoo: model ## retrain and re-evaluate the mini zoo (long: minutes per adapter)
 	$(BIN)/python -m lora_land.cli zoo

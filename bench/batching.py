@@ -27,6 +27,7 @@ Tests never assert on these numbers.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import tempfile
@@ -265,7 +266,7 @@ def long_join(engine: Engine, adapter_ids: list[str], sizes: Sizes) -> dict:
     for thread in threads:
         thread.join(30)
     gaps = []  # per token: time since the previous chunk over the tokens it brought
-    for (t0, n0), (t1, n1) in zip(stamps, stamps[1:], strict=False):
+    for (t0, n0), (t1, n1) in itertools.pairwise(stamps):
         if n1 > n0:
             gaps.append(((t1 - t0) * 1000 / (n1 - n0), t1))
     window = [g for g, t in gaps if joined_at <= t <= joined_at + long_result.total_s + 1]
