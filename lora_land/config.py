@@ -107,6 +107,17 @@ class Settings:
     remote_protocol: str = "lorax"
     # its API key, if it needs one; never shown, never logged
     remote_api_key: str | None = field(default=None, repr=False)
+    # -- serving (issue 8) --
+    # seconds a generation may run before it is stopped (HTTP 504); 0 turns it off
+    request_timeout_s: float = 300.0
+    # bearer keys the HTTP API accepts (comma-separated env); empty: the API is open
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    # requests per minute per client (key or address) on the API and the UI's runs; 0: off
+    rate_limit_per_min: int = 600
+    # largest request body in bytes
+    max_body_bytes: int = 1 * _MIB
+    # seconds a client may take to send its request body
+    body_timeout_s: float = 10.0
     # interface the app binds to
     host: str = "127.0.0.1"
     # port the app binds to
@@ -157,6 +168,13 @@ class Settings:
             remote_url=_env("LORA_LAND_REMOTE_URL"),
             remote_protocol=_env("LORA_LAND_REMOTE_PROTOCOL", base.remote_protocol),
             remote_api_key=_env("LORA_LAND_REMOTE_API_KEY"),
+            request_timeout_s=_env_float("LORA_LAND_REQUEST_TIMEOUT", base.request_timeout_s),
+            api_keys=tuple(
+                k.strip() for k in (_env("LORA_LAND_API_KEYS") or "").split(",") if k.strip()
+            ),
+            rate_limit_per_min=_env_int("LORA_LAND_RATE_LIMIT", base.rate_limit_per_min),
+            max_body_bytes=_env_int("LORA_LAND_MAX_BODY_BYTES", base.max_body_bytes),
+            body_timeout_s=_env_float("LORA_LAND_BODY_TIMEOUT", base.body_timeout_s),
             host=_env("LORA_LAND_HOST", base.host),
             port=_env_int("LORA_LAND_PORT", base.port),
         )

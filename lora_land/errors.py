@@ -48,5 +48,13 @@ class ReferenceUnavailableError(UserError, RuntimeError):
     """The GPT-4 reference endpoint failed (timeout, auth, rate limit, server error)."""
 
 
-class GenerationCancelled(LoraLandError):
-    """A generation was stopped by its caller (the Stop button)."""
+class DeadlineExceededError(UserError, TimeoutError):
+    """A request ran past its deadline (LORA_LAND_REQUEST_TIMEOUT) and was stopped (HTTP 504)."""
+
+
+class GenerationFailedError(UserError, RuntimeError):
+    """One request failed inside the engine; the other rows of its batch went on (HTTP 500)."""
+
+
+class RateLimitedError(UserError, RuntimeError):
+    """A client sent more requests than its per-minute allowance (HTTP 429)."""

@@ -1,7 +1,8 @@
 """Services: the collaborators the UI and the HTTP API are built from, wired in one place.
 
 `build_services(settings)` loads the catalog, reads the deployment, starts the real engine on
-the deployment's base model and opens the GPT-4 reference client. Tests build a `Services`
+the deployment's base model, puts the generation service in front of it and opens the GPT-4
+reference client. Tests build a `Services`
 by hand with small real pieces or fakes; nothing here is a global.
 """
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from lora_land.catalog import Catalog, load_catalog
 from lora_land.config import Settings
 from lora_land.deployment import Deployment, load_deployment
+from lora_land.generation import GenerationService
 
 if TYPE_CHECKING:
     from lora_land.engine.types import TextEngine
@@ -28,6 +30,13 @@ class Services:
     deployment: Deployment
     engine: TextEngine
     reference: Any  # lora_land.reference.ReferenceClient (or a stand-in in tests)
+    # every generation goes through it (checks, tokenizes once, runs rows together); built
+    # from the fields above when not given
+    generation: GenerationService = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.generation is None:
+            self.generation = GenerationService(self.engine, self.settings, self.deployment)
 
 
 def build_services(settings: Settings) -> Services:
@@ -56,6 +65,7 @@ def build_services(settings: Settings) -> Services:
             settings.remote_url,
             protocol=settings.remote_protocol,  # type: ignore[arg-type]
             api_key=settings.remote_api_key,
+            settings=settings,
         )
     else:
         from lora_land.engine.engine import Engine  # torch is imported only here

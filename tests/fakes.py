@@ -1,7 +1,8 @@
 """Fakes for unit tests only (the app and the browser tests use the real engine).
 
 `FakeEngine` implements the `TextEngine` protocol: it streams a scripted reply word by word
-per adapter id, counts tokens as whitespace-separated words, and can be told to fail an
+per adapter id, counts tokens as whitespace-separated words (`encode`), takes prepared or
+plain requests like the real engines, and can be told to fail an
 adapter, to be busy, or to hold a stream until released (to test Stop).
 """
 
@@ -16,6 +17,7 @@ from lora_land.engine.types import (
     EngineStats,
     GenerationRequest,
     GenerationResult,
+    PreparedRequest,
     StreamChunk,
 )
 from lora_land.errors import QueueFullError, UnknownAdapterError
@@ -37,8 +39,12 @@ class FakeEngine:
         return self.replies.get(adapter_id, "1" if adapter_id else "The sentence is positive")
 
     def stream(
-        self, request: GenerationRequest, cancel: threading.Event | None = None
+        self, request: PreparedRequest | GenerationRequest, cancel: threading.Event | None = None
     ) -> Iterator[StreamChunk]:
+        """Eager like the real engines: refusals are raised here, before any chunk."""
+        max_new = request.max_new_tokens
+        if isinstance(request, PreparedRequest):
+            request = request.request
         self.requests.append(request)
         if self.busy:
             raise QueueFullError("the engine has 32 requests waiting (the limit); try again")
@@ -49,7 +55,10 @@ class FakeEngine:
         state = self.adapter_state(request.adapter_id)
         if request.adapter_id:
             self._used.add(request.adapter_id)
-        words = self.reply_for(request.adapter_id).split(" ")[: request.max_new_tokens]
+        return self._chunks(request, max_new, state, cancel)
+
+    def _chunks(self, request, max_new, state, cancel) -> Iterator[StreamChunk]:
+        words = self.reply_for(request.adapter_id).split(" ")[:max_new]
         text, reason = "", "eos"
         for i, word in enumerate(words):
             if self.hold is not None:
@@ -71,11 +80,20 @@ class FakeEngine:
             total_s=0.01 + 0.02 * n,
             tokens_per_s=50.0,
             adapter_state=state,
+            token_ids=tuple(range(1, n + 1)),
+            token_logprobs=tuple(-0.5 for _ in range(n)),
+            seed=request.seed,
         )
         yield StreamChunk(delta="", text=text, completion_tokens=n, result=result)
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+    def generate(
+        self, requests: Sequence[PreparedRequest | GenerationRequest]
+    ) -> list[GenerationResult]:
         return [list(self.stream(r))[-1].result for r in requests]  # type: ignore[misc]
+
+    def encode(self, text: str) -> list[int]:
+        """One id per whitespace-separated word (its length, so ids are deterministic)."""
+        return [len(word) for word in text.split()]
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())

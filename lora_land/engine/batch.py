@@ -46,9 +46,13 @@ class Row:
     decode: Callable[[list[int]], str]
     generator: torch.Generator | None = None
     cancel: threading.Event | None = None
+    # reshapes this row's logits [V] before sampling (top-k, repetition penalty), or None
+    adjust: Callable[[torch.Tensor, Row], torch.Tensor] | None = None
     on_delta: Callable[[Row, str], None] | None = None  # called with newly safe text
     on_finish: Callable[[Row], None] | None = None
     ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)  # one per entry of `ids`
+    error: Exception | None = None  # set when this row failed on its own (see `fail`)
     text: str = ""
     emitted: int = 0  # characters of `text` already handed to on_delta
     finish_reason: FinishReason | None = None
@@ -59,14 +63,15 @@ class Row:
     def finished(self) -> bool:
         return self.finish_reason is not None
 
-    def push(self, token: int) -> None:
-        """Account for one sampled token; may finish the row."""
+    def push(self, token: int, logprob: float = 0.0) -> None:
+        """Account for one sampled token (and its log-probability); may finish the row."""
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         if token in self.eos_ids:
             self._finish("eos")
             return
         self.ids.append(token)
+        self.logprobs.append(logprob)
         self.text = self.decode(self.ids)
         for stop in self.stop:
             at = self.text.find(stop)
@@ -91,6 +96,14 @@ class Row:
 
     def finish_cancelled(self) -> None:
         self._finish("cancelled")
+
+    def fail(self, error: Exception) -> None:
+        """End this row alone with `error` (its sampling or decoding failed)."""
+        self.error = error
+        self.finish_reason = "cancelled"
+        self.finished_at = time.perf_counter()
+        if self.on_finish is not None:
+            self.on_finish(self)
 
     def _safe_length(self) -> int:
         """How much of `text` can be shown: hold back an incomplete character or a prefix of
@@ -261,10 +274,17 @@ class RunningBatch:
     def _sample(self, logits: torch.Tensor, rows: list[Row]) -> list[Row]:
         """One token for each of `rows` (the last len(rows) rows of the batch)."""
         for i, row in enumerate(rows):
-            if row.cancelled():
-                row.finish_cancelled()
-            else:
-                row.push(next_token(logits[i], row.temperature, row.top_p, row.generator))
+            try:  # one row's failure (sampling, decoding) ends that row only
+                if row.cancelled():
+                    row.finish_cancelled()
+                else:
+                    scores = row.adjust(logits[i], row) if row.adjust else logits[i]
+                    token = next_token(scores, row.temperature, row.top_p, row.generator)
+                    logprob = float(torch.log_softmax(logits[i], dim=-1)[token])
+                    row.push(token, logprob)
+            except Exception as e:
+                if not row.finished:
+                    row.fail(e)
         return self._drop_finished()
 
     def _merge(self, rows: list[Row], cache: DynamicCache, mask, last_pos) -> None:

@@ -1,9 +1,10 @@
 """The engine: one base model serving many LoRA adapters, batched, streamed, thread-safe.
 
 `Engine.from_settings(settings, deployment)` loads the base once, wires the adapter store
-(device / host / disk tiers) and starts the scheduler thread. `generate` and `stream` validate
-a request in the caller's thread (prompt limits, truncation, adapter id; a cold adapter is
-read and validated there too, once however many callers ask), then queue it; the runner
+(device / host / disk tiers) and starts the scheduler thread. `generate` and `stream` take
+`PreparedRequest`s (checked and tokenized by `lora_land.generation`; a plain request is
+prepared with the same rules) and queue them eagerly; a cold adapter is read and validated
+in the caller's thread, once however many callers ask. The runner
 admits waiting requests into the running batch at every decode step (continuous batching),
 whatever their adapters. It implements `TextEngine`.
 
@@ -12,7 +13,9 @@ The engine does not render prompts (the catalog's templates do) and does not kno
 
 from __future__ import annotations
 
+import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -23,7 +26,7 @@ from lora_land.config import Settings
 from lora_land.deployment import Deployment
 from lora_land.engine.batch import Row, can_merge_rows, prefill_logits
 from lora_land.engine.lora import LoraContext, attach_lora, linear_shapes
-from lora_land.engine.runner import BatchRunner
+from lora_land.engine.runner import BatchRunner, job_result
 from lora_land.engine.sampling import make_generator
 from lora_land.engine.scheduler import Job, Scheduler
 from lora_land.engine.store import AdapterStore, make_loader, make_promoter
@@ -32,9 +35,9 @@ from lora_land.engine.types import (
     EngineStats,
     GenerationRequest,
     GenerationResult,
+    PreparedRequest,
     StreamChunk,
 )
-from lora_land.errors import PromptError
 
 log = logging.getLogger(__name__)
 
@@ -126,25 +129,41 @@ class Engine:
             attach_lora(self.model, names, self.lora_context)
 
     # -- TextEngine --------------------------------------------------------------------------
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+    def generate(
+        self, requests: Sequence[PreparedRequest | GenerationRequest]
+    ) -> list[GenerationResult]:
         """Complete every request (rows may use different adapters); results in order."""
         results: list[GenerationResult] = []
         step = self.scheduler.max_batch
         for start in range(0, len(requests), step):
-            jobs = [self._prepare(r) for r in requests[start : start + step]]
+            jobs = [self._job(r) for r in requests[start : start + step]]
             self.scheduler.submit(jobs)
             results.extend(_wait(job) for job in jobs)
         return results
 
     def stream(
-        self, request: GenerationRequest, cancel: threading.Event | None = None
+        self, request: PreparedRequest | GenerationRequest, cancel: threading.Event | None = None
     ) -> Iterator[StreamChunk]:
-        """Yield a chunk per newly visible piece of text, then one carrying the result.
-
-        Validation errors are raised here, before anything is yielded."""
-        job = self._prepare(request, cancel)
+        """Queue the request now; the iterator yields a chunk per newly visible piece of text,
+        then one carrying the result. Refusals (full queue) are raised here."""
+        job = self._job(request, cancel)
         self.scheduler.submit([job])
         return _follow(job)
+
+    def encode(self, text: str) -> list[int]:
+        return self._encode(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._decode(list(ids))
+
+    def chat_prompt(self, messages: Sequence[dict], adapter_id: str | None) -> str:
+        """`messages` through the adapter's chat template if it ships one, else the base's
+        (as LoRAX does), ending with the assistant's turn."""
+        template = _adapter_chat_template(self.deployment, adapter_id)
+        with self._tokenizer_lock:
+            return self.tokenizer.apply_chat_template(
+                list(messages), chat_template=template, tokenize=False, add_generation_prompt=True
+            )
 
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text))
@@ -167,6 +186,7 @@ class Engine:
                 bytes_used={"device": store.device.bytes_used, "host": store.host.bytes_used},
                 resident=[str(k) for k in store.device.lru_order()],
                 queue_depth=self.scheduler.depth(),
+                running=len(self.runner._jobs),
             )
 
     def close(self) -> None:
@@ -176,8 +196,7 @@ class Engine:
     def logits(self, prompts: Sequence[str], adapter_ids: Sequence[str | None]) -> torch.Tensor:
         """Next-token logits [B, V] after each prompt, each row with its adapter (one batch)."""
         jobs = [
-            self._prepare(GenerationRequest(p, a))
-            for p, a in zip(prompts, adapter_ids, strict=True)
+            self._job(GenerationRequest(p, a)) for p, a in zip(prompts, adapter_ids, strict=True)
         ]
         held = [j.request.adapter_id for j in jobs if j.request.adapter_id]
         adapters = [
@@ -206,59 +225,50 @@ class Engine:
         with self._tokenizer_lock:
             return self.tokenizer.decode(ids, skip_special_tokens=False)
 
-    def _prepare(self, request: GenerationRequest, cancel: threading.Event | None = None) -> Job:
+    def _prepared(self, request: PreparedRequest | GenerationRequest) -> PreparedRequest:
+        if isinstance(request, PreparedRequest):
+            return request
+        from lora_land.generation import prepare_request  # the service's rules, no torch
+
+        return prepare_request(
+            request,
+            settings=self.settings,
+            deployment=self.deployment,
+            encode=self._encode,
+            context_length=self.context_length,
+        )
+
+    def _job(
+        self, request: PreparedRequest | GenerationRequest, cancel: threading.Event | None = None
+    ) -> Job:
+        """A job for a prepared request; a cold adapter is read and validated here (once)."""
         submitted = time.perf_counter()
-        max_new, ids = self._check_prompt(request)
+        prepared = self._prepared(request)
+        request = prepared.request
         state, host = ("base", None)
         if request.adapter_id is not None:
             state, host = self.store.prepare(request.adapter_id)
+        seed = request.seed
+        if request.temperature > 0 and seed is None:
+            seed = random.randrange(2**63)
         return Job(
             request=request,
-            prompt_ids=ids,
-            max_new_tokens=max_new,
+            prompt_ids=list(prepared.prompt_ids),
+            max_new_tokens=prepared.max_new_tokens,
             adapter_state=state,
             host=host,
-            cancel=cancel or threading.Event(),
             submitted_at=submitted,
+            stop=cancel,
+            deadline=prepared.deadline,
+            seed=seed,
         )
-
-    def _check_prompt(self, request: GenerationRequest) -> tuple[int, list[int]]:
-        limit = self.settings.max_prompt_chars
-        if not request.prompt or not request.prompt.strip():
-            raise PromptError("the prompt is empty")
-        if len(request.prompt) > limit:
-            raise PromptError(
-                f"the prompt has {len(request.prompt)} characters; the limit is "
-                f"{limit} (LORA_LAND_MAX_PROMPT_CHARS)"
-            )
-        if request.max_new_tokens < 1:
-            raise PromptError(f"max_new_tokens must be at least 1, got {request.max_new_tokens}")
-        if request.temperature < 0 or not 0 < request.top_p <= 1:
-            raise PromptError(
-                f"temperature must be >= 0 and top_p in (0, 1], got "
-                f"{request.temperature} and {request.top_p}"
-            )
-        max_new = min(
-            request.max_new_tokens, self.settings.max_new_tokens_limit, self.context_length - 1
-        )
-        ids = self._encode(request.prompt)
-        if len(ids) + max_new <= self.context_length:
-            return max_new, ids
-        if request.truncate == "left":  # keep the tail, leave room for every new token
-            return max_new, ids[len(ids) - (self.context_length - max_new) :]
-        if len(ids) >= self.context_length:
-            raise PromptError(
-                f"the prompt is {len(ids)} tokens; the model's context is {self.context_length} "
-                "tokens (prompt plus new tokens); shorten the prompt or allow truncation"
-            )
-        return self.context_length - len(ids), ids  # fewer new tokens, finishing on "length"
 
     # -- the scheduler's side ----------------------------------------------------------------
     def _row(self, job: Job, adapter) -> Row:
         request = job.request
         generator = None
         if request.temperature > 0:
-            generator = make_generator(request.seed, self.device)
+            generator = make_generator(job.seed, self.device)
         return Row(
             prompt_ids=job.prompt_ids,
             adapter=adapter,
@@ -270,7 +280,48 @@ class Engine:
             decode=self._decode,
             generator=generator,
             cancel=job.cancel,
+            adjust=_adjuster(request.top_k, request.repetition_penalty),
         )
+
+
+def _adjuster(top_k: int, penalty: float):
+    """LoRAX/transformers' top-k and repetition penalty on one row's logits, or None."""
+    if top_k <= 0 and penalty == 1.0:
+        return None
+
+    def adjust(logits: torch.Tensor, row: Row) -> torch.Tensor:
+        logits = logits.float().clone()
+        if penalty != 1.0:
+            seen = torch.tensor(
+                sorted({*row.prompt_ids, *row.ids}), dtype=torch.long, device=logits.device
+            )
+            picked = logits[seen]
+            logits[seen] = torch.where(picked > 0, picked / penalty, picked * penalty)
+        if 0 < top_k < logits.shape[-1]:
+            floor = torch.topk(logits, top_k).values[-1]
+            logits = logits.masked_fill(logits < floor, float("-inf"))
+        return logits
+
+    return adjust
+
+
+def _adapter_chat_template(deployment: Deployment, adapter_id: str | None) -> str | None:
+    if adapter_id is None or adapter_id not in deployment.adapters:
+        return None
+    path = deployment.adapters[adapter_id].path
+    if path is None:
+        return None
+    jinja = path / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text()
+    config = path / "tokenizer_config.json"
+    if config.is_file():
+        try:
+            template = json.loads(config.read_text()).get("chat_template")
+        except (OSError, ValueError):
+            return None
+        return template if isinstance(template, str) else None
+    return None
 
 
 def _pad_id(tokenizer) -> int:
@@ -296,6 +347,8 @@ def _wait(job: Job) -> GenerationResult:
         kind, payload = job.events.get()
         if kind == "done":
             return payload
+        if kind == "dropped":
+            return job_result(job, None)
         if kind == "error":
             raise payload
 
@@ -307,8 +360,9 @@ def _follow(job: Job) -> Iterator[StreamChunk]:
             kind, payload = job.events.get()
             if kind == "delta":
                 yield payload
-            elif kind == "done":
+            elif kind in ("done", "dropped"):
                 done = True
+                payload = payload if kind == "done" else job_result(job, None)
                 yield StreamChunk(
                     delta="",
                     text=payload.text,

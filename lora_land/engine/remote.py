@@ -22,6 +22,7 @@ from typing import Literal
 
 import httpx
 
+from lora_land.config import Settings
 from lora_land.deployment import Deployment
 from lora_land.engine.types import (
     AdapterState,
@@ -29,9 +30,10 @@ from lora_land.engine.types import (
     FinishReason,
     GenerationRequest,
     GenerationResult,
+    PreparedRequest,
     StreamChunk,
 )
-from lora_land.errors import PromptError, QueueFullError, UnknownAdapterError, UserError
+from lora_land.errors import QueueFullError, UnknownAdapterError, UserError
 
 Protocol_ = Literal["lorax", "openai"]
 _FINISH = {"eos_token": "eos", "stop_sequence": "stop", "length": "length", "stop": "eos"}
@@ -48,10 +50,12 @@ class RemoteEngine:
         api_key: str | None = None,
         timeout_s: float = 120.0,
         context_length: int | None = None,
+        settings: Settings | None = None,
     ) -> None:
         if protocol not in ("lorax", "openai"):
             raise UserError(f"remote protocol must be 'lorax' or 'openai', got {protocol!r}")
         self.deployment = deployment
+        self.settings = settings
         self.base_name = deployment.base.name
         self.url = url.rstrip("/")
         self.protocol = protocol
@@ -63,35 +67,52 @@ class RemoteEngine:
 
     # -- TextEngine ---------------------------------------------------------------------
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """One HTTP stream per request; the remote server batches them (send them in threads)."""
+    def generate(
+        self, requests: Sequence[PreparedRequest | GenerationRequest]
+    ) -> list[GenerationResult]:
+        """Every request is sent at once (the remote server batches them); results in order."""
+        streams = [self.stream(r) for r in requests]
         results: list[GenerationResult] = []
-        for request in requests:
-            *_, last = self.stream(request)
+        for chunks in streams:
+            *_, last = chunks
             assert last.result is not None
             results.append(last.result)
         return results
 
     def stream(
-        self, request: GenerationRequest, cancel: threading.Event | None = None
+        self, request: PreparedRequest | GenerationRequest, cancel: threading.Event | None = None
     ) -> Iterator[StreamChunk]:
-        if not request.prompt.strip():
-            raise PromptError("the prompt is empty")
-        remote_name = self._remote_name(request.adapter_id)
-        state = self.adapter_state(request.adapter_id)
-        path, payload = self._payload(request, remote_name)
-        start = time.monotonic()
+        """Eager like `Engine.stream`: the HTTP request is sent (and refusals raised) here."""
+        prepared = self._prepared(request)
+        remote_name = self._remote_name(prepared.request.adapter_id)
+        state = self.adapter_state(prepared.request.adapter_id)
+        path, payload = self._payload(prepared, remote_name)
+        start = time.perf_counter()
+        response = self._open(path, payload, prepared.request.adapter_id)
+        return self._read(response, prepared, state, start, cancel)
+
+    def _read(
+        self,
+        response: httpx.Response,
+        prepared: PreparedRequest,
+        state: AdapterState,
+        start: float,
+        cancel: threading.Event | None,
+    ) -> Iterator[StreamChunk]:
+        request = prepared.request
         first: float | None = None
         text, tokens, finish, prompt_tokens = "", 0, "length", 0
-        response = self._open(path, payload, request.adapter_id)
         try:
             for event in _sse(response):
                 if cancel is not None and cancel.is_set():
                     finish = "cancelled"
                     break
+                if prepared.deadline is not None and time.monotonic() > prepared.deadline:
+                    finish = "deadline"
+                    break
                 delta, done, info = self._parse(event)
                 if delta:
-                    first = first or time.monotonic()
+                    first = first or time.perf_counter()
                     text += delta
                     tokens += 1
                     yield StreamChunk(delta=delta, text=text, completion_tokens=tokens)
@@ -105,27 +126,50 @@ class RemoteEngine:
         if request.adapter_id:
             with self._lock:
                 self._used.add(request.adapter_id)
-        end = time.monotonic()
+        end = time.perf_counter()
         first = first or end
+        # the engine's formula: tokens sampled after the first (EOS included) / time since it
+        sampled = tokens + (finish == "eos")
         result = GenerationResult(
             text=text,
             adapter_id=request.adapter_id,
-            prompt_tokens=prompt_tokens or self.count_tokens(request.prompt),
+            prompt_tokens=prompt_tokens or len(prepared.prompt_ids),
             completion_tokens=tokens,
             finish_reason=finish,
             ttft_s=first - start,
             total_s=end - start,
-            tokens_per_s=tokens / (end - first) if end > first else 0.0,
+            tokens_per_s=(sampled - 1) / (end - first) if end > first and sampled > 1 else 0.0,
             adapter_state=state,
+            seed=request.seed,
         )
         yield StreamChunk(delta="", text=text, completion_tokens=tokens, result=result)
 
-    def count_tokens(self, text: str) -> int:
+    def _prepared(self, request: PreparedRequest | GenerationRequest) -> PreparedRequest:
+        if isinstance(request, PreparedRequest):
+            return request
+        from lora_land.generation import prepare_request  # the service's rules
+
+        return prepare_request(
+            request,
+            settings=self.settings or Settings(),
+            deployment=self.deployment,
+            encode=self.encode,
+            context_length=self.context_length,
+        )
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids from the remote server's tokenizer (`/tokenize`)."""
         if self.protocol == "lorax":
             tokens = self._post_json("/tokenize", {"inputs": text})
-            return len(tokens)
-        body = self._post_json("/tokenize", {"model": self.base_name, "prompt": text})
-        return int(body["count"])
+            return [int(t.get("id", i)) if isinstance(t, dict) else i for i, t in enumerate(tokens)]
+        try:  # vLLM's /tokenize; OpenAI-compatible servers without one get an estimate
+            body = self._post_json("/tokenize", {"model": self.base_name, "prompt": text})
+            return [int(t) for t in body.get("tokens") or range(int(body["count"]))]
+        except (UserError, KeyError, TypeError, ValueError):
+            return [0] * (len(text.encode("utf-8")) // 4 + 1)  # ~4 bytes a token
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
 
     def adapter_state(self, adapter_id: str | None) -> AdapterState:
         """Best knowledge from here: an adapter this process used is likely still loaded."""
@@ -151,12 +195,13 @@ class RemoteEngine:
         source = self.deployment.resolve(adapter_id)
         return source.repo or source.id
 
-    def _payload(self, request: GenerationRequest, remote: str | None) -> tuple[str, dict]:
+    def _payload(self, prepared: PreparedRequest, remote: str | None) -> tuple[str, dict]:
+        request = prepared.request
         sampling = request.temperature > 0
         if self.protocol == "lorax":
             params = {
                 "adapter_id": remote,
-                "max_new_tokens": request.max_new_tokens,
+                "max_new_tokens": prepared.max_new_tokens,
                 "do_sample": sampling,
                 "temperature": request.temperature if sampling else None,
                 "top_p": request.top_p if sampling and request.top_p < 1 else None,
@@ -169,7 +214,7 @@ class RemoteEngine:
         body = {
             "model": remote or self.base_name,
             "prompt": request.prompt,
-            "max_tokens": request.max_new_tokens,
+            "max_tokens": prepared.max_new_tokens,
             "temperature": request.temperature,
             "top_p": request.top_p,
             "seed": request.seed,

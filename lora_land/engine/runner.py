@@ -79,7 +79,15 @@ class BatchRunner:
             if jobs:
                 self._admit(batch, jobs, source)
             if batch.rows:
+                self._stop_abandoned(batch)
                 self._advance(batch, batch.step)
+
+    def _stop_abandoned(self, batch: RunningBatch) -> None:
+        """Rows whose caller left (or whose deadline passed) end at this step."""
+        for row in batch.rows:
+            job = self._jobs.get(id(row))
+            if job is not None and job.abandoned():
+                job.cancel.set()
 
     def _is_blocked(self, job: Job) -> bool:
         return job.request.adapter_id in self._blocked
@@ -92,6 +100,9 @@ class BatchRunner:
         back: list[Job] = []
         for job in jobs:
             adapter_id = job.request.adapter_id
+            if job.abandoned():  # nobody waits for it: never start it
+                job.events.put(("dropped", None))
+                continue
             if adapter_id in self._blocked:
                 back.append(job)
                 continue
@@ -117,6 +128,7 @@ class BatchRunner:
             self._advance(batch, lambda: batch.add(rows), newcomers=rows)
 
     def _start(self, job: Job, adapter: DeviceAdapter | None) -> Row:
+        job.started_at = time.perf_counter()
         row = self.make_row(job, adapter)
         row.on_delta = _delta_sink(job)
         row.on_finish = _finish_sink(job)
@@ -161,7 +173,11 @@ def _delta_sink(job: Job) -> Callable[[Row, str], None]:
             (
                 "delta",
                 StreamChunk(
-                    delta=delta, text=row.text[: row.emitted], completion_tokens=len(row.ids)
+                    delta=delta,
+                    text=row.text[: row.emitted],
+                    completion_tokens=len(row.ids),
+                    token_id=row.ids[-1] if row.ids else None,
+                    logprob=row.logprobs[-1] if row.logprobs else None,
                 ),
             )
         )
@@ -171,22 +187,51 @@ def _delta_sink(job: Job) -> Callable[[Row, str], None]:
 
 def _finish_sink(job: Job) -> Callable[[Row], None]:
     def on_finish(row: Row) -> None:
-        end = row.finished_at or time.perf_counter()
-        first = row.first_token_at or end
-        # decode rate: tokens sampled after the first (EOS included) over the time since it
-        sampled = len(row.ids) + (row.finish_reason == "eos")
-        decode_s = end - first
-        result = GenerationResult(
-            text=row.text,
-            adapter_id=job.request.adapter_id,
-            prompt_tokens=len(job.prompt_ids),
-            completion_tokens=len(row.ids),
-            finish_reason=row.finish_reason or "length",
-            ttft_s=first - job.submitted_at,
-            total_s=end - job.submitted_at,
-            tokens_per_s=(sampled - 1) / decode_s if decode_s > 0 and sampled > 1 else 0.0,
-            adapter_state=job.adapter_state,
-        )
-        job.events.put(("done", result))
+        if row.error is not None:
+            log.error("row failed (adapter %s): %r", job.request.adapter_id, row.error)
+            job.events.put(("error", row.error))
+            return
+        job.events.put(("done", job_result(job, row)))
 
     return on_finish
+
+
+def job_result(job: Job, row: Row | None) -> GenerationResult:
+    """The result of `job` from its finished `row` (None: it never started)."""
+    if row is None:
+        now = time.perf_counter()
+        return GenerationResult(
+            text="",
+            adapter_id=job.request.adapter_id,
+            prompt_tokens=len(job.prompt_ids),
+            completion_tokens=0,
+            finish_reason="deadline" if job.timed_out else "cancelled",
+            ttft_s=now - job.submitted_at,
+            total_s=now - job.submitted_at,
+            tokens_per_s=0.0,
+            adapter_state=job.adapter_state,
+            seed=job.seed,
+        )
+    end = row.finished_at or time.perf_counter()
+    first = row.first_token_at or end
+    # decode rate: tokens sampled after the first (EOS included) over the time since it
+    sampled = len(row.ids) + (row.finish_reason == "eos")
+    decode_s = end - first
+    reason = row.finish_reason or "length"
+    if reason == "cancelled" and job.timed_out:
+        reason = "deadline"
+    return GenerationResult(
+        text=row.text,
+        adapter_id=job.request.adapter_id,
+        prompt_tokens=len(job.prompt_ids),
+        completion_tokens=len(row.ids),
+        finish_reason=reason,
+        ttft_s=first - job.submitted_at,
+        total_s=end - job.submitted_at,
+        tokens_per_s=(sampled - 1) / decode_s if decode_s > 0 and sampled > 1 else 0.0,
+        adapter_state=job.adapter_state,
+        token_ids=tuple(row.ids),
+        token_logprobs=tuple(row.logprobs),
+        seed=job.seed,
+        queue_s=max(0.0, job.started_at - job.submitted_at),
+    )

@@ -44,6 +44,18 @@ class Job:
     submitted_at: float = field(default_factory=time.perf_counter)
     events: queue.Queue = field(default_factory=queue.Queue)  # ("delta"|"done"|"error", ...)
     queued_at: float = 0.0  # when it entered the scheduler's queue (perf_counter)
+    stop: threading.Event | None = None  # the caller's cancel (may be shared by several jobs)
+    deadline: float | None = None  # time.monotonic() past which the job is stopped
+    timed_out: bool = False
+    seed: int | None = None  # the sampling seed used (drawn when the request gave none)
+    started_at: float = 0.0  # when its prefill began (perf_counter)
+
+    def abandoned(self) -> bool:
+        """Nobody waits for it any more (cancelled), or it ran past its deadline."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.timed_out = True
+            return True
+        return self.cancel.is_set() or (self.stop is not None and self.stop.is_set())
 
 
 Runner = Callable[["Scheduler"], None]  # loops on `take` until it returns None
@@ -66,13 +78,25 @@ class Scheduler:
 
     def depth(self) -> int:
         with self._cond:
+            self._cull()
             return len(self._queue)
+
+    def _cull(self) -> None:
+        """Drop queued jobs nobody waits for (under the lock); each gets a "dropped" event."""
+        dead = [job.abandoned() for job in self._queue]
+        if not any(dead):
+            return
+        dropped = [job for job, d in zip(self._queue, dead, strict=True) if d]
+        self._queue = deque(job for job, d in zip(self._queue, dead, strict=True) if not d)
+        for job in dropped:
+            job.events.put(("dropped", None))
 
     def submit(self, jobs: list[Job]) -> None:
         """Queue `jobs` together (they will share a step when they fit), or refuse them all."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("the engine is closed")
+            self._cull()
             if len(self._queue) + len(jobs) > self.max_queue:
                 raise QueueFullError(
                     f"the engine queue is full ({len(self._queue)} waiting, limit "
@@ -113,6 +137,7 @@ class Scheduler:
                 return None if wait else []
             if room <= 0:
                 return []
+            self._cull()
             ready = self._ready(skip)
             if ready:
                 deadline = ready[0].queued_at + self.admit_window_s

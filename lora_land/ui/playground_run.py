@@ -1,10 +1,11 @@
 """One Playground run: the same prompt to the fine-tuned model, the base model and GPT-4.
 
-`plan_run` validates the input (fields, context limit, what is served) and `run_panes`
-streams the three panes: two engine streams and the reference call run in worker threads and
-report into one queue, so no pane ever waits for another (the engine batches the two
-requests). Each pane ends with its timings and, when there is a gold answer, its score under
-the task's metric. A `threading.Event` stops the run. No Gradio here, no per-user globals.
+`plan_run` validates the input (fields, what is served, and every generation limit through
+`services.generation.prepare`) and `run_panes` streams the three panes: the two engine panes
+run together through `services.generation.stream_many` (one batch) and the reference call in
+its own thread, all reporting into one queue, so no pane ever waits for another. Each pane
+ends with its timings and, when there is a gold answer, its score under the task's metric.
+A `threading.Event` stops the run. No Gradio here, no per-user globals.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from lora_land.catalog import Task
-from lora_land.engine.types import GenerationRequest, StreamChunk
-from lora_land.errors import GenerationCancelled, PromptError, UserError
+from lora_land.engine.types import GenerationRequest, PreparedRequest, StreamChunk
+from lora_land.errors import PromptError, UserError
 from lora_land.reference import ReferenceAnswer
 from lora_land.ui.playground_view import adapter_id, base_choices, served_base
 
@@ -69,6 +70,7 @@ class RunPlan:
     base_problem: str | None  # the base pane does not run (unserved base)
     gold: str | None
     row: Mapping[str, Any] | None
+    prepared: Mapping[str, PreparedRequest] = field(default_factory=dict)  # pane -> request
 
 
 def plan_run(
@@ -79,26 +81,13 @@ def plan_run(
     max_new_tokens: int,
     example: Mapping[str, Any] | None = None,
 ) -> RunPlan:
-    """Check the input and decide what each pane runs; `PromptError` says what is wrong."""
+    """Check the input and decide what each pane runs; `PromptError` says what is wrong.
+
+    The limits are the generation service's (`services.generation.prepare`); the Playground
+    only adds that the new tokens asked for must fit the context (no silent cut)."""
     task = services.catalog.tasks[task_name]
     given = dict(zip(task.fields, values, strict=False))
     prompt = task.render(given)  # raises PromptError naming an empty field
-    limit = services.settings.max_new_tokens_limit
-    if not 1 <= int(max_new_tokens) <= limit:
-        raise PromptError(f"max new tokens must be between 1 and {limit}, got {max_new_tokens}")
-    if len(prompt) > services.settings.max_prompt_chars:
-        raise PromptError(
-            f"the prompt has {len(prompt)} characters; the limit is "
-            f"{services.settings.max_prompt_chars}. Shorten the fields."
-        )
-    engine = services.engine
-    used = engine.count_tokens(prompt)
-    if used + int(max_new_tokens) > engine.context_length:
-        raise PromptError(
-            f"the prompt is {used} tokens; with {int(max_new_tokens)} new tokens that is "
-            f"{used + int(max_new_tokens)}, past the {engine.context_length}-token context of "
-            f"{engine.base_name}. Shorten the fields or lower max new tokens."
-        )
     base_problem = _unserved_base_problem(services, base)
     served = adapter_id(services, base, task_name)
     adapter_problem = base_problem or (
@@ -106,9 +95,36 @@ def plan_run(
         if served
         else f"No {task_name} adapter is served here (served base: {served_base(services)})."
     )
+    prepared: dict[str, PreparedRequest] = {}
+    if not base_problem:  # an unserved base runs nothing here: nothing to check
+        wanted = {"base": None} if adapter_problem else {"finetuned": served, "base": None}
+        for key, adapter in wanted.items():
+            request = GenerationRequest(prompt, adapter, max_new_tokens=int(max_new_tokens))
+            prepared[key] = _fit(services, services.generation.prepare(request))
     gold, row = _gold(task, given, example)
     return RunPlan(
-        task, prompt, int(max_new_tokens), served, adapter_problem, base_problem, gold, row
+        task,
+        prompt,
+        int(max_new_tokens),
+        served,
+        adapter_problem,
+        base_problem,
+        gold,
+        row,
+        prepared,
+    )
+
+
+def _fit(services: Services, prepared: PreparedRequest) -> PreparedRequest:
+    asked = prepared.request.max_new_tokens
+    if prepared.max_new_tokens >= asked:
+        return prepared
+    engine = services.engine
+    used = len(prepared.prompt_ids)
+    raise PromptError(
+        f"the prompt is {used} tokens; with {asked} new tokens that is {used + asked}, past "
+        f"the {engine.context_length}-token context of {engine.base_name}. Shorten the fields "
+        "or lower max new tokens."
     )
 
 
@@ -132,19 +148,20 @@ def _gold(task: Task, given: Mapping[str, str], example: Mapping[str, Any] | Non
     return str(example["target"]), dict(example.get("row") or values)
 
 
-def _engine_worker(services, key, request, cancel, events) -> None:
+def _engine_worker(services, plan: RunPlan, cancel, events) -> None:
+    """Both engine panes through one `stream_many` (one batch), forwarded to the queue."""
+    keys = list(plan.prepared)
     try:
-        for chunk in services.engine.stream(request, cancel):
-            events.put((key, chunk))
-    except UserError as e:  # bad adapter, engine busy, prompt refused: shown verbatim
-        events.put((key, e))
-    except GenerationCancelled:
-        events.put((key, "stopped"))
-    except Exception as e:  # a bug: log it, show a short message
-        log.exception("engine stream failed for %s", request.adapter_id)
-        events.put((key, RuntimeError(f"the engine failed ({type(e).__name__}); see the log")))
-    finally:
-        events.put((key, _DONE))
+        for event in services.generation.stream_many(list(plan.prepared.values()), cancel):
+            key = keys[event.index]
+            events.put((key, event.error if event.error is not None else event.chunk))
+            if event.done:
+                events.put((key, _DONE))
+    except Exception as e:  # a bug: log it, end the panes that were still running
+        log.exception("engine panes failed")
+        for key in keys:
+            events.put((key, RuntimeError(f"the engine failed ({type(e).__name__}); see the log")))
+            events.put((key, _DONE))
 
 
 def _reference_worker(services, prompt, events) -> None:
@@ -187,8 +204,6 @@ def _apply(pane: Pane, item: object) -> Pane:
             extra=extra,
             note=note,
         )
-    if item == "stopped":
-        return replace(pane, note="Stopped.")
     if isinstance(item, Exception):
         return replace(pane, note=f"⚠ {item}")
     if isinstance(item, ReferenceAnswer):
@@ -239,13 +254,14 @@ def run_panes(
     """Yield the three panes after every event, until all are done (or Stop is pressed)."""
     panes = start_panes(plan)
     events: queue.Queue = queue.Queue()
-    jobs = {"reference": (_reference_worker, (services, plan.prompt, events))}
-    for key, adapter in (("finetuned", plan.adapter_id), ("base", None)):
-        if not panes[key].done:
-            request = GenerationRequest(plan.prompt, adapter, max_new_tokens=plan.max_new_tokens)
-            jobs[key] = (_engine_worker, (services, key, request, cancel, events))
-    for target, args in jobs.values():
-        threading.Thread(target=target, args=args, daemon=True).start()
+    threading.Thread(
+        target=_reference_worker, args=(services, plan.prompt, events), daemon=True
+    ).start()
+    if plan.prepared:
+        threading.Thread(
+            target=_engine_worker, args=(services, plan, cancel, events), daemon=True
+        ).start()
+    jobs = {"reference", *plan.prepared}
     yield dict(panes)
     waiting = set(jobs)
     while waiting:

@@ -227,7 +227,7 @@ def test_empty_field_is_a_clear_message_in_every_pane(tmp_path):
 def test_prompt_past_the_context_is_refused_with_the_numbers(tmp_path):
     services = make_services(tmp_path, None)
     services.engine.context_length = 40
-    out = run_sst2(services, values=("word " * 30,))
+    out = run_sst2(services, values=("word " * 5,))  # fits alone, not with 16 new tokens
     stats = outputs_by_pane(out)["finetuned"][1]
     assert "past the 40-token context" in stats and "16 new tokens" in stats
 
