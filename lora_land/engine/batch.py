@@ -28,7 +28,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from lora_land.engine.lora import DeviceAdapter, LoraContext
-from lora_land.engine.sampling import next_token
+from lora_land.engine.sampling import next_token, sample_tensor
 from lora_land.engine.types import FinishReason
 
 
@@ -54,6 +54,8 @@ class Row:
     logprobs: list[float] = field(default_factory=list)  # one per entry of `ids`
     error: Exception | None = None  # set when this row failed on its own (see `fail`)
     text: str = ""
+    _prefix: int = 0  # ids[_prefix:_read] is decoded again with each new token (context)
+    _read: int = 0  # ids before this are part of `text`
     emitted: int = 0  # characters of `text` already handed to on_delta
     finish_reason: FinishReason | None = None
     first_token_at: float | None = None
@@ -72,22 +74,52 @@ class Row:
             return
         self.ids.append(token)
         self.logprobs.append(logprob)
-        self.text = self.decode(self.ids)
-        for stop in self.stop:
-            at = self.text.find(stop)
-            if at >= 0:
-                self.text = self.text[:at]
-                self._finish("stop")
-                return
+        searched = len(self.text)
+        self.text += self._new_text()
+        if self._cut_at_stop(searched):
+            self._finish("stop")
+            return
         if len(self.ids) >= self.max_new_tokens:
             self._finish("length")
             return
         self._emit(self._safe_length())
 
+    def _new_text(self) -> str:
+        """The text the newest token completes, decoding only a short window of recent ids
+        (as vLLM's incremental detokenizer does): `decode(ids[prefix:])` minus
+        `decode(ids[prefix:read])`. An incomplete character ("\ufffd" at the end) is kept
+        pending until the tokens completing it arrive, so the cost per token stays constant."""
+        prefix_text = self.decode(self.ids[self._prefix : self._read])
+        new_text = self.decode(self.ids[self._prefix :])
+        if len(new_text) <= len(prefix_text) or new_text.endswith("\ufffd"):
+            return ""
+        self._prefix, self._read = self._read, len(self.ids)
+        return new_text[len(prefix_text) :]
+
+    def _pending_text(self) -> str:
+        """What the ids after the last complete character decode to (maybe "\ufffd")."""
+        prefix_text = self.decode(self.ids[self._prefix : self._read])
+        return self.decode(self.ids[self._prefix :])[len(prefix_text) :]
+
+    def _cut_at_stop(self, searched: int) -> bool:
+        """Search only the text that could contain a new stop (from `searched` minus the
+        longest stop's length); on a hit, cut the text there."""
+        hits = []
+        for stop in self.stop:
+            at = self.text.find(stop, max(0, searched - len(stop) + 1))
+            if at >= 0:
+                hits.append(at)
+        if not hits:
+            return False
+        self.text = self.text[: min(hits)]
+        return True
+
     def cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()
 
     def _finish(self, reason: FinishReason) -> None:
+        if reason != "stop" and self._read < len(self.ids):
+            self.text += self._pending_text()  # an incomplete character shows as "\ufffd"
         self.finish_reason = reason
         self.finished_at = time.perf_counter()
         self._emit(len(self.text))
@@ -272,20 +304,60 @@ class RunningBatch:
         return rows
 
     def _sample(self, logits: torch.Tensor, rows: list[Row]) -> list[Row]:
-        """One token for each of `rows` (the last len(rows) rows of the batch)."""
+        """One token for each of `rows` (the last len(rows) rows of the batch), sampled for
+        all rows at once with one host transfer; one row's failure (its logits hook,
+        sampling or decoding) ends that row only."""
+        live: list[int] = []
+        scores: list[torch.Tensor] = []
         for i, row in enumerate(rows):
-            try:  # one row's failure (sampling, decoding) ends that row only
+            try:
                 if row.cancelled():
                     row.finish_cancelled()
-                else:
-                    scores = row.adjust(logits[i], row) if row.adjust else logits[i]
-                    token = next_token(scores, row.temperature, row.top_p, row.generator)
-                    logprob = float(torch.log_softmax(logits[i], dim=-1)[token])
-                    row.push(token, logprob)
+                    continue
+                scores.append(row.adjust(logits[i], row) if row.adjust else logits[i])
+                live.append(i)
             except Exception as e:
                 if not row.finished:
                     row.fail(e)
+        if live:
+            for i, picked in zip(live, self._pick(logits, scores, rows, live), strict=True):
+                row = rows[i]
+                try:
+                    if isinstance(picked, Exception):
+                        raise picked
+                    row.push(*picked)
+                except Exception as e:
+                    if not row.finished:
+                        row.fail(e)
         return self._drop_finished()
+
+    def _pick(
+        self, logits: torch.Tensor, scores: list[torch.Tensor], rows: list[Row], live: list[int]
+    ) -> list[tuple[int, float] | Exception]:
+        """(token, log-probability under the unadjusted logits) for each live row; a row
+        whose own sampling fails gets its exception instead."""
+        if len(live) == logits.shape[0] and all(rows[i].adjust is None for i in live):
+            batch, plain = logits, logits
+        else:
+            index = torch.tensor(live, dtype=torch.long, device=logits.device)
+            plain = logits.index_select(0, index)
+            batch = torch.stack([s.float() for s in scores])
+        settings = [(rows[i].temperature, rows[i].top_p, rows[i].generator) for i in live]
+        try:
+            tokens = sample_tensor(batch, *zip(*settings, strict=True))
+        except Exception:  # find the row that fails, sample the others one by one
+            return [self._pick_one(plain[k], scores[k], *settings[k]) for k in range(len(live))]
+        logprobs = torch.log_softmax(plain.float(), dim=-1).gather(1, tokens[:, None])[:, 0]
+        both = torch.stack([tokens.double(), logprobs.double()]).tolist()  # one transfer
+        return [(int(t), lp) for t, lp in zip(both[0], both[1], strict=True)]
+
+    @staticmethod
+    def _pick_one(plain, score, temperature, top_p, generator) -> tuple[int, float] | Exception:
+        try:
+            token = next_token(score, temperature, top_p, generator)
+            return token, float(torch.log_softmax(plain.float(), dim=-1)[token])
+        except Exception as e:
+            return e
 
     def _merge(self, rows: list[Row], cache: DynamicCache, mask, last_pos) -> None:
         """Append the prefilled `rows` below the running ones, re-padding on the left."""

@@ -50,6 +50,16 @@ def sample_rows(
 ) -> list[int]:
     """One token id per row of `logits` [B, V]; row i uses temperatures[i] (0: greedy),
     top_ps[i] and generators[i]. One host transfer for the whole batch."""
+    return sample_tensor(logits, temperatures, top_ps, generators).tolist()
+
+
+def sample_tensor(
+    logits: torch.Tensor,
+    temperatures: Sequence[float],
+    top_ps: Sequence[float],
+    generators: Sequence[torch.Generator | None],
+) -> torch.Tensor:
+    """`sample_rows` without the host transfer: token ids [B] on the logits' device."""
     chosen = torch.argmax(logits, dim=-1)  # greedy rows keep this
     sampled = [i for i, t in enumerate(temperatures) if t > 0.0]
     if sampled:
@@ -66,4 +76,4 @@ def sample_rows(
             [torch.multinomial(probs[k], 1, generator=generators[i]) for k, i in enumerate(sampled)]
         )
         chosen = chosen.index_copy(0, index, draws)
-    return chosen.tolist()
+    return chosen
