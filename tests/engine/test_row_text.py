@@ -43,7 +43,7 @@ def _row(tokenizer, stop=(), max_new=10_000):
 
 def test_incremental_text_equals_decoding_every_id_at_once(tokenizer):
     ids = tokenizer(TEXT, add_special_tokens=False)["input_ids"]
-    row, decoded, deltas = _row(tokenizer, max_new=len(ids))
+    row, _, deltas = _row(tokenizer, max_new=len(ids))
     for token in ids:
         row.push(token)
     assert row.finish_reason == "length"
