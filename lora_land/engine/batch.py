@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from lora_land.engine.lora import DeviceAdapter, LoraContext
 from lora_land.engine.sampling import next_token, sample_tensor
@@ -197,10 +197,24 @@ def prefill_logits(
 
 
 def can_merge_rows(model: torch.nn.Module) -> bool:
-    """Whether rows can join a running batch: every cache layer is a plain `DynamicLayer`
-    (sliding-window or linear-attention layers cannot be re-padded on the left)."""
+    """Whether rows can join a running batch: every cache layer is a plain `DynamicLayer` or a
+    sliding-window one (kept in full here, see `new_cache`); linear-attention or other
+    layers cannot be re-padded on the left."""
     cache = DynamicCache(config=model.config)
-    return bool(cache.layers) and all(type(layer) is DynamicLayer for layer in cache.layers)
+    kinds = (DynamicLayer, DynamicSlidingWindowLayer)
+    return bool(cache.layers) and all(type(layer) in kinds for layer in cache.layers)
+
+
+def new_cache(model: torch.nn.Module) -> DynamicCache:
+    """An empty cache rows can join. Sliding-window layers are kept as full layers: a row's
+    tokens sit contiguously up to the shared last column, so the distance between two columns
+    is the distance between the tokens for every row, and the model's sliding-window mask
+    (made from `config.sliding_window` and column positions) hides what it should; only
+    memory beyond the window is spent."""
+    cache = DynamicCache(config=model.config)
+    if all(type(layer) is DynamicLayer for layer in cache.layers):
+        return cache
+    return DynamicCache()  # every layer a full DynamicLayer (created on first use)
 
 
 def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
@@ -263,7 +277,7 @@ class RunningBatch:
     @torch.inference_mode()
     def add(self, rows: list[Row]) -> list[Row]:
         """Prefill `rows` on their own, merge them in, sample their first token."""
-        cache = DynamicCache(config=self.model.config)
+        cache = new_cache(self.model)
         input_ids, mask, positions = _left_pad(rows, self.pad_id, self.device)
         logits = self._forward(
             self._groups([r.adapter for r in rows]),
