@@ -225,9 +225,25 @@ def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
     return F.pad(tensor, pad)
 
 
+@dataclass
+class _Prefill:
+    """A row whose prompt is longer than the step budget, prefilled a chunk per step."""
+
+    row: Row
+    cache: DynamicCache
+    groups: object  # its LoRA plan
+    done: int = 0  # prompt tokens already in `cache`
+
+
 class RunningBatch:
     """Rows decoding together. `add` prefills and merges new rows, `step` decodes one token for
     every row; both return the rows that finished (they have already left the batch).
+
+    With a `prefill_chunk_tokens` budget, a joining row whose prompt is longer than the budget
+    is prefilled in chunks of at most that many tokens, one chunk after each decode step (its
+    own cache, no padding, the right positions), so running rows keep getting a token every
+    step while it joins; it merges and samples its first token when its prompt is done.
+    `rows` lists running rows, then rows still prefilling.
 
     The model is only touched under `lock` (held for one forward at a time), and the LoRA
     context is set right before each forward, so other users of the model can take turns."""
@@ -239,21 +255,30 @@ class RunningBatch:
         pad_id: int,
         device: torch.device,
         lock: AbstractContextManager | None = None,
+        prefill_chunk_tokens: int | None = None,
     ) -> None:
         self.model = model
         self.context = context
         self.pad_id = pad_id
         self.device = device
         self.lock = lock if lock is not None else nullcontext()
-        self.rows: list[Row] = []
+        self.prefill_chunk_tokens = prefill_chunk_tokens or None
+        self._rows: list[Row] = []  # running rows, in the cache's row order
+        self._pending: list[_Prefill] = []
         self.steps = 0  # decode steps run so far (prefills not counted)
+        self.prefill_chunks = 0  # chunks of long prompts run so far
         self._cache: DynamicCache | None = None
         self._mask: torch.Tensor | None = None  # [B, W]: 1 for real tokens, 0 for left padding
         self._last_pos: torch.Tensor | None = None  # [B, 1]: position of each row's last token
-        self._lora_groups: list = []  # the running rows grouped by adapter (LoraContext.groups)
+        self._lora_groups: list = []  # the running rows' LoRA plan (LoraContext.groups)
+
+    @property
+    def rows(self) -> list[Row]:
+        """Running rows, then rows still being prefilled in chunks."""
+        return self._rows + [p.row for p in self._pending] if self._pending else self._rows
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self._rows) + len(self._pending)
 
     @property
     def width(self) -> int:
@@ -276,7 +301,16 @@ class RunningBatch:
 
     @torch.inference_mode()
     def add(self, rows: list[Row]) -> list[Row]:
-        """Prefill `rows` on their own, merge them in, sample their first token."""
+        """Prefill `rows` on their own, merge them in, sample their first token. Rows longer
+        than the chunk budget only start their prefill here (see `step`)."""
+        budget = self.prefill_chunk_tokens
+        long = [r for r in rows if budget is not None and len(r.prompt_ids) > budget]
+        rows = [r for r in rows if not any(r is x for x in long)]
+        for row in long:
+            groups = self._groups([row.adapter])
+            self._pending.append(_Prefill(row, new_cache(self.model), groups))
+        if not rows:
+            return self._advance_prefills() if not self._rows else []
         cache = new_cache(self.model)
         input_ids, mask, positions = _left_pad(rows, self.pad_id, self.device)
         logits = self._forward(
@@ -292,13 +326,16 @@ class RunningBatch:
 
     @torch.inference_mode()
     def step(self) -> list[Row]:
-        """One decode step for every row; returns the rows that finished."""
-        if not self.rows:
-            return []
+        """One decode step for every running row, then one chunk of waiting long prompts;
+        returns the rows that finished."""
+        finished = self._decode_step() if self._rows else []
+        return finished + self._advance_prefills()
+
+    def _decode_step(self) -> list[Row]:
         next_ids = torch.tensor(
-            [[r.ids[-1]] for r in self.rows], dtype=torch.long, device=self.device
+            [[r.ids[-1]] for r in self._rows], dtype=torch.long, device=self.device
         )
-        self._mask = torch.cat([self._mask, self._mask.new_ones((len(self.rows), 1))], dim=-1)
+        self._mask = torch.cat([self._mask, self._mask.new_ones((len(self._rows), 1))], dim=-1)
         self._last_pos = self._last_pos + 1
         logits = self._forward(
             self._lora_groups,
@@ -308,12 +345,60 @@ class RunningBatch:
             past_key_values=self._cache,
         )
         self.steps += 1
-        return self._sample(logits, self.rows)
+        return self._sample(logits, self._rows)
+
+    def _advance_prefills(self) -> list[Row]:
+        """Spend one step's token budget on the oldest waiting long prompts; a prompt that
+        completes joins the batch with its first token. A failing chunk fails its row only."""
+        budget = self.prefill_chunk_tokens or 0
+        finished: list[Row] = []
+        while self._pending and budget > 0:
+            job = self._pending[0]
+            row = job.row
+            take = min(budget, len(row.prompt_ids) - job.done)
+            try:
+                if row.cancelled():
+                    row.finish_cancelled()
+                    self._pending.pop(0)
+                    finished.append(row)
+                    continue
+                logits = self._chunk(job, take)
+            except Exception as e:
+                self._pending.pop(0)
+                if not row.finished:
+                    row.fail(e)
+                finished.append(row)
+                continue
+            budget -= take
+            if job.done == len(row.prompt_ids):
+                self._pending.pop(0)
+                length = job.done
+                mask = torch.ones((1, length), dtype=torch.long, device=self.device)
+                last = torch.full((1, 1), length - 1, dtype=torch.long, device=self.device)
+                self._merge([row], job.cache, mask, last)
+                finished += self._sample(logits, [row])
+        return finished
+
+    def _chunk(self, job: _Prefill, take: int) -> torch.Tensor:
+        start, end = job.done, job.done + take
+        ids = torch.tensor([job.row.prompt_ids[start:end]], dtype=torch.long, device=self.device)
+        logits = self._forward(
+            job.groups,
+            input_ids=ids,
+            attention_mask=torch.ones((1, end), dtype=torch.long, device=self.device),
+            position_ids=torch.arange(start, end, device=self.device)[None, :],
+            past_key_values=job.cache,
+            logits_to_keep=1,
+        )
+        job.done = end
+        self.prefill_chunks += 1
+        return logits
 
     def abandon(self) -> list[Row]:
-        """Drop every row (after a failed forward); returns the rows that were running."""
+        """Drop every row (after a failed forward); returns the rows that were running or
+        prefilling."""
         rows = self.rows
-        self.rows, self._lora_groups = [], []
+        self._rows, self._pending, self._lora_groups = [], [], []
         self._cache = self._mask = self._last_pos = None
         return rows
 
@@ -391,22 +476,23 @@ class RunningBatch:
             for layer, (keys, values) in zip(self._cache.layers, merged, strict=True):
                 layer.keys, layer.values = keys, values
             self._mask, self._last_pos = masks, positions
-        self.rows = self.rows + list(rows)
-        self._lora_groups = self._groups([r.adapter for r in self.rows])
+        self._rows = self._rows + list(rows)
+        self._lora_groups = self._groups([r.adapter for r in self._rows])
 
     def _drop_finished(self) -> list[Row]:
-        finished = [r for r in self.rows if r.finished]
+        finished = [r for r in self._rows if r.finished]
         if not finished:
             return []
-        keep = [i for i, r in enumerate(self.rows) if not r.finished]
+        keep = [i for i, r in enumerate(self._rows) if not r.finished]
         if not keep:
-            self.abandon()
+            self._rows, self._lora_groups = [], []
+            self._cache = self._mask = self._last_pos = None
             return finished
         index = torch.tensor(keep, dtype=torch.long, device=self.device)
         self._cache.batch_select_indices(index)
         self._mask, self._last_pos = self._mask[index], self._last_pos[index]
-        self.rows = [self.rows[i] for i in keep]
-        self._lora_groups = self._groups([r.adapter for r in self.rows])
+        self._rows = [self._rows[i] for i in keep]
+        self._lora_groups = self._groups([r.adapter for r in self._rows])
         self._cut_common_padding()
         return finished
 

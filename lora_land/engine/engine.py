@@ -98,6 +98,7 @@ class Engine:
             max_batch=settings.max_batch_size,
             lock=self._model_lock,
             continuous=continuous,
+            prefill_chunk_tokens=settings.prefill_chunk_tokens,
         )
         self.scheduler = Scheduler(
             runner, settings.max_queue, settings.max_batch_size, admit_window_s

@@ -52,6 +52,7 @@ class BatchRunner:
         max_batch: int,
         lock: AbstractContextManager,
         continuous: bool = True,
+        prefill_chunk_tokens: int | None = None,
     ) -> None:
         self.model = model
         self.context = context
@@ -62,13 +63,21 @@ class BatchRunner:
         self.max_batch = max(1, max_batch)
         self.lock = lock
         self.continuous = continuous
+        self.prefill_chunk_tokens = prefill_chunk_tokens  # see RunningBatch
         self._jobs: dict[int, Job] = {}  # id(row) -> its job, while the row runs
         self._blocked: set[str] = set()  # adapters that did not fit since a row last finished
         self.prefills = 0  # groups of rows admitted together (one prefill each)
         self.joins = 0  # rows admitted while other rows were decoding
 
     def __call__(self, source: Scheduler) -> None:
-        batch = RunningBatch(self.model, self.context, self.pad_id, self.device, self.lock)
+        batch = RunningBatch(
+            self.model,
+            self.context,
+            self.pad_id,
+            self.device,
+            self.lock,
+            prefill_chunk_tokens=self.prefill_chunk_tokens,
+        )
         while True:
             if not batch.rows:
                 self._blocked.clear()
