@@ -99,6 +99,7 @@ class Engine:
             lock=self._model_lock,
             continuous=continuous,
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
+            max_rows_per_adapter=settings.max_rows_per_adapter,
         )
         self.scheduler = Scheduler(
             runner, settings.max_queue, settings.max_batch_size, admit_window_s

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -53,6 +54,7 @@ class BatchRunner:
         lock: AbstractContextManager,
         continuous: bool = True,
         prefill_chunk_tokens: int | None = None,
+        max_rows_per_adapter: int = 0,
     ) -> None:
         self.model = model
         self.context = context
@@ -64,6 +66,7 @@ class BatchRunner:
         self.lock = lock
         self.continuous = continuous
         self.prefill_chunk_tokens = prefill_chunk_tokens  # see RunningBatch
+        self.max_rows_per_adapter = max_rows_per_adapter  # 0: no cap (see Scheduler.take)
         self._jobs: dict[int, Job] = {}  # id(row) -> its job, while the row runs
         self._blocked: set[str] = set()  # adapters that did not fit since a row last finished
         self.prefills = 0  # groups of rows admitted together (one prefill each)
@@ -82,7 +85,9 @@ class BatchRunner:
             if not batch.rows:
                 self._blocked.clear()
             room = self.max_batch - len(batch) if self.continuous or not batch.rows else 0
-            jobs = source.take(room, wait=not batch.rows, skip=self._is_blocked)
+            jobs = source.take(
+                room, wait=not batch.rows, skip=self._is_blocked, quota=self._quota(batch)
+            )
             if jobs is None:
                 return
             if jobs:
@@ -97,6 +102,14 @@ class BatchRunner:
             job = self._jobs.get(id(row))
             if job is not None and job.abandoned():
                 job.cancel.set()
+
+    def _quota(self, batch: RunningBatch) -> Callable[[str | None], int] | None:
+        """How many more rows each adapter may take (the per-adapter cap), or None."""
+        cap = self.max_rows_per_adapter
+        if cap <= 0:
+            return None
+        held = Counter(self._jobs[id(row)].request.adapter_id for row in batch.rows)
+        return lambda adapter_id: cap - held[adapter_id]
 
     def _is_blocked(self, job: Job) -> bool:
         return job.request.adapter_id in self._blocked
