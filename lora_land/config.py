@@ -125,6 +125,9 @@ class Settings:
     # most rows one adapter may hold in a batch, so a flood for one adapter leaves slots for
     # others (queues are per adapter, admitted round-robin either way); 0: no cap
     max_rows_per_adapter: int = 0
+    # "auto" (on a Hugging Face ZeroGPU Space: no worker thread, generation inside
+    # `@spaces.GPU` calls), "on" or "off"
+    zerogpu: str = "auto"
     # interface the app binds to
     host: str = "127.0.0.1"
     # port the app binds to
@@ -186,6 +189,7 @@ class Settings:
             max_rows_per_adapter=_env_int(
                 "LORA_LAND_MAX_ROWS_PER_ADAPTER", base.max_rows_per_adapter
             ),
+            zerogpu=_env("LORA_LAND_ZEROGPU", base.zerogpu),
             host=_env("LORA_LAND_HOST", base.host),
             port=_env_int("LORA_LAND_PORT", base.port),
         )

@@ -38,6 +38,7 @@ from lora_land.engine.types import (
     PreparedRequest,
     StreamChunk,
 )
+from lora_land.engine.zerogpu import InlineScheduler, use_inline_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,10 @@ class Engine:
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
             max_rows_per_adapter=settings.max_rows_per_adapter,
         )
-        self.scheduler = Scheduler(
+        scheduler_class = Scheduler
+        if use_inline_scheduler(settings.zerogpu):  # ZeroGPU: no resident worker thread
+            scheduler_class = InlineScheduler
+        self.scheduler = scheduler_class(
             runner, settings.max_queue, settings.max_batch_size, admit_window_s
         )
 
