@@ -1,15 +1,19 @@
 """The running batch: rows decode together one token per step; rows join and leave between steps.
 
 Each `Row` carries its prompt ids, its adapter (or None for the base), its sampling settings
-and its own text state: incremental decoding (multi-byte characters are only emitted once
-complete), stop sequences (never emitted, and text that could still become a stop sequence
+and its own text state: incremental decoding (a short window of ids per token, never the
+whole text; multi-byte characters are only emitted once complete), stop sequences (searched
+only in the new text) (never emitted, and text that could still become a stop sequence
 is held back while streaming), EOS and length limits, cancellation.
 
 `RunningBatch` is iteration-level (continuous) batching: new rows are prefilled on their own
-(left-padded) and merged into the running KV cache at a step boundary, every row re-padded on
-the left so all share one length; each row keeps its own attention mask and positions, so a
-row's tokens do not depend on which rows share its steps. Rows that finish leave the batch
-(their KV-cache rows are dropped, and columns that became padding for every row are cut).
+(left-padded; prompts longer than the step budget in chunks, one per step) and merged into the
+running KV cache (`kv_slab`: written into spare rows, no copy of the running rows) at a step
+boundary, right-aligned so all rows share the last column; each row keeps its own attention
+mask and positions, so a row's tokens do not depend on which rows share its steps. Rows that
+finish leave the batch (their KV-cache rows are dropped, and columns that became padding for
+every row are cut).
+Every step samples all rows at once (`sampling.sample_tensor`, one host transfer).
 
 This module runs the model; it does not queue, schedule or load adapters.
 """
@@ -27,6 +31,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
+from lora_land.engine.kv_slab import slab_cache
 from lora_land.engine.lora import DeviceAdapter, LoraContext
 from lora_land.engine.sampling import next_token, sample_tensor
 from lora_land.engine.types import FinishReason
@@ -459,22 +464,22 @@ class RunningBatch:
             return e
 
     def _merge(self, rows: list[Row], cache: DynamicCache, mask, last_pos) -> None:
-        """Append the prefilled `rows` below the running ones, re-padding on the left."""
+        """Append the prefilled `rows` below the running ones, right-aligned in the shared
+        slab cache (no copy of the running rows' cache unless the slab must grow)."""
         if self._cache is None:
-            self._cache, self._mask, self._last_pos = cache, mask, last_pos
+            self._cache, self._mask, self._last_pos = slab_cache(cache), mask, last_pos
         else:
             width = max(self.width, int(mask.shape[1]))
-            merged = [  # built in full before anything is assigned: a failure leaves no trace
-                tuple(
-                    torch.cat([_pad_left(a, width, 2), _pad_left(b, width, 2)])
-                    for a, b in ((old.keys, new.keys), (old.values, new.values))
-                )
-                for old, new in zip(self._cache.layers, cache.layers, strict=True)
-            ]
             masks = torch.cat([_pad_left(self._mask, width, 1), _pad_left(mask, width, 1)])
             positions = torch.cat([self._last_pos, last_pos])
-            for layer, (keys, values) in zip(self._cache.layers, merged, strict=True):
-                layer.keys, layer.values = keys, values
+            states = [layer.state() for layer in self._cache.layers]
+            try:
+                for slab, new in zip(self._cache.layers, cache.layers, strict=True):
+                    slab.append_rows(new.keys, new.values)
+            except BaseException:  # a failure leaves the running rows as they were
+                for slab, state in zip(self._cache.layers, states, strict=False):
+                    slab.restore(state)
+                raise
             self._mask, self._last_pos = masks, positions
         self._rows = self._rows + list(rows)
         self._lora_groups = self._groups([r.adapter for r in self._rows])
@@ -503,8 +508,7 @@ class RunningBatch:
         if first == 0:
             return
         for layer in self._cache.layers:
-            layer.keys = layer.keys[:, :, first:, :]
-            layer.values = layer.values[:, :, first:, :]
+            layer.cut_left(first)
         self._mask = self._mask[:, first:]
 
 
