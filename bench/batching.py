@@ -17,9 +17,11 @@ the load average and thread counts it ran under.
   tokens each, aggregate tokens/s vs the same requests one at a time (target >= 4), with
   `ttft_ms_p50` / `ttft_ms_p95` of the concurrent run;
 - `flood_ttft_over_idle`: p95 time to first token of requests for a quiet adapter while 24
-  requests flood another adapter, over its idle p95 (target <= 2);
+  requests flood another adapter, over its idle p95 (target <= 2); the flood runs with a
+  16-row budget and at most 12 rows per adapter, so it queues and fairness matters;
 - `long_join_max_step_ms_over_median`: the longest gap between tokens of a running row while
-  a 4,000-token prompt joins, over the median gap (target <= 3).
+  a 4,000-token prompt joins (prefilled `prefill_chunk_tokens` per step), over the median
+  gap (target <= 3).
 `--quick` shrinks every size (a smoke test runs it); its figures mean little.
 Tests never assert on these numbers.
 """
@@ -200,6 +202,23 @@ def concurrent_vs_sequential(engine: Engine, adapter_ids: list[str], sizes: Size
 
 
 def flood(engine: Engine, flood_id: str, quiet_id: str, sizes: Sizes) -> dict:
+    """Quiet-adapter TTFT while a flood for another adapter exceeds the slot budget (16 rows,
+    at most 12 per adapter: the flood queues, and fairness decides who gets freed slots)."""
+    runner = engine.runner
+    saved = runner.max_batch, runner.max_rows_per_adapter
+    runner.max_batch = max(2, min(16, sizes.flood * 2 // 3))
+    runner.max_rows_per_adapter = max(1, runner.max_batch * 3 // 4)
+    try:
+        return {
+            **_flood(engine, flood_id, quiet_id, sizes),
+            "flood_max_batch": runner.max_batch,
+            "flood_max_rows_per_adapter": runner.max_rows_per_adapter,
+        }
+    finally:
+        runner.max_batch, runner.max_rows_per_adapter = saved
+
+
+def _flood(engine: Engine, flood_id: str, quiet_id: str, sizes: Sizes) -> dict:
     quiet = GenerationRequest("Say hello to the team.", quiet_id, max_new_tokens=4)
     idle = [engine.generate([quiet])[0].ttft_s * 1000 for _ in range(sizes.quiet)]
     flood_requests = [
@@ -232,7 +251,7 @@ def flood(engine: Engine, flood_id: str, quiet_id: str, sizes: Sizes) -> dict:
 def long_join(engine: Engine, adapter_ids: list[str], sizes: Sizes) -> dict:
     """Gaps between the tokens of running rows while a long prompt joins."""
     running = [
-        GenerationRequest(f"{PROMPT} (running {i})", a, max_new_tokens=10**4)
+        GenerationRequest(f"{PROMPT} (running {i})", a, max_new_tokens=1024)
         for i, a in enumerate(adapter_ids[:2])
     ]
     cancel = threading.Event()
@@ -307,6 +326,7 @@ def main(argv: list[str] | None = None) -> dict:
         "max_queue": 4 * max(sizes.mixed_rows, sizes.flood + sizes.quiet),
         "device_cache_bytes": 1024 * 1024 * 1024,
         "max_prompt_chars": 64_000,
+        "max_new_tokens_limit": 1024,
     }
     if args.dtype:
         overrides["dtype"] = args.dtype
@@ -316,6 +336,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["load_before"] = os.getloadavg()
     results["torch_threads"] = torch.get_num_threads()
     results["cpu_count"] = os.cpu_count()
+    results["prefill_chunk_tokens"] = settings.prefill_chunk_tokens  # -1: auto
     with tempfile.TemporaryDirectory() as tmp:
         adapters = make_adapters(model_dir, Path(tmp), per_rank=sizes.adapters // 2)
         ids = sorted(adapters)
@@ -323,6 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
         try:
             results["dtype"] = str(next(engine.model.parameters()).dtype).replace("torch.", "")
             results["device"] = str(engine.device)
+            results["prefill_chunk_tokens"] = engine.runner.prefill_chunk_tokens
             results.update(measure(engine, ids, sizes))
         finally:
             engine.close()

@@ -120,8 +120,8 @@ class Settings:
     body_timeout_s: float = 10.0
     # -- engine speed (issue 12) --
     # prompt tokens a joining row may prefill per decode step (longer prompts go in chunks,
-    # so running rows keep streaming); 0: prefill every prompt at once
-    prefill_chunk_tokens: int = 128
+    # so running rows keep streaming); -1: auto (32 on CPU, 512 on CUDA); 0: all at once
+    prefill_chunk_tokens: int = -1
     # most rows one adapter may hold in a batch, so a flood for one adapter leaves slots for
     # others (queues are per adapter, admitted round-robin either way); 0: no cap
     max_rows_per_adapter: int = 0

@@ -230,6 +230,15 @@ def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
     return F.pad(tensor, pad)
 
 
+def prefill_budget(setting: int, device: torch.device) -> int | None:
+    """Tokens of prompt per step: the setting, or for -1 what keeps a chunk within about
+    two decode steps (a decode step reads every weight once; a CPU computes a 32-token
+    chunk in about that time, a GPU a 512-token one); None: no chunking."""
+    if setting < 0:
+        return 512 if device.type == "cuda" else 32
+    return setting or None
+
+
 @dataclass
 class _Prefill:
     """A row whose prompt is longer than the step budget, prefilled a chunk per step."""

@@ -24,7 +24,7 @@ import torch
 
 from lora_land.config import Settings
 from lora_land.deployment import Deployment
-from lora_land.engine.batch import Row, can_merge_rows, prefill_logits
+from lora_land.engine.batch import Row, can_merge_rows, prefill_budget, prefill_logits
 from lora_land.engine.lora import LoraContext, attach_lora, linear_shapes
 from lora_land.engine.runner import BatchRunner, job_result
 from lora_land.engine.sampling import make_generator
@@ -99,7 +99,7 @@ class Engine:
             max_batch=settings.max_batch_size,
             lock=self._model_lock,
             continuous=continuous,
-            prefill_chunk_tokens=settings.prefill_chunk_tokens,
+            prefill_chunk_tokens=prefill_budget(settings.prefill_chunk_tokens, device),
             max_rows_per_adapter=settings.max_rows_per_adapter,
         )
         scheduler_class = Scheduler

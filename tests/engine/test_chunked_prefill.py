@@ -4,8 +4,9 @@ get a token at every step meanwhile, and every row gets the same tokens as unchu
 from __future__ import annotations
 
 import pytest
+import torch
 
-from lora_land.engine.batch import Row, RunningBatch
+from lora_land.engine.batch import Row, RunningBatch, prefill_budget
 from lora_land.engine.engine import Engine
 from lora_land.engine.types import GenerationRequest
 from tests.engine.engine_helpers import deployment_for, engine_settings
@@ -95,3 +96,10 @@ def test_a_long_prompt_alone_is_prefilled_in_chunks_through_the_engine(
         assert sum(chunks) == got.prompt_tokens and max(chunks) == 5
     finally:
         chunked.close()
+
+
+def test_the_budget_is_auto_by_device_off_at_zero_or_as_set():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert prefill_budget(-1, cpu) == 32 and prefill_budget(-1, cuda) == 512
+    assert prefill_budget(0, cpu) is None
+    assert prefill_budget(7, cuda) == 7
