@@ -119,10 +119,17 @@ class _OneCall:
     def take(self, room: int, wait: bool, skip=None, quota=None) -> list[Job] | None:
         if not self._waiting:
             return None if wait else []
-        ready = [j for j in self._waiting if skip is None or not skip(j)]
-        if quota is not None:
-            ready = [j for j in ready if (quota(j.request.adapter_id) or 1) > 0]
-        jobs = ready[: max(0, room)]
+        jobs: list[Job] = []
+        given: dict[str | None, int] = {}
+        for job in self._waiting:
+            adapter_id = job.request.adapter_id
+            if len(jobs) >= room or (skip is not None and skip(job)):
+                continue
+            limit = quota(adapter_id) if quota is not None else None
+            if limit is not None and given.get(adapter_id, 0) >= limit:
+                continue
+            given[adapter_id] = given.get(adapter_id, 0) + 1
+            jobs.append(job)
         self._waiting = [j for j in self._waiting if all(j is not t for t in jobs)]
         return jobs
 
@@ -170,7 +177,7 @@ class InlineScheduler:
             with self._call_lock:
                 live = [job for job in jobs if not job.abandoned()]
                 for job in jobs:
-                    if job not in live:
+                    if all(job is not j for j in live):
                         job.events.put(("dropped", None))
                 if not live:
                     return

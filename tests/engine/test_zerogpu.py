@@ -127,3 +127,17 @@ def test_auto_turns_on_exactly_on_a_zerogpu_space(monkeypatch):
     assert not use_inline_scheduler("auto")
     with pytest.raises(ConfigError, match="'sometimes'"):
         use_inline_scheduler("sometimes")
+
+
+def test_a_gpu_calls_job_source_honours_skip_and_the_per_adapter_quota():
+    from lora_land.engine.scheduler import Job
+    from lora_land.engine.zerogpu import _OneCall
+
+    jobs = [Job(GenerationRequest(f"p{i}", a), [1], 1, "hot", None) for i, a in enumerate("aabbc")]
+    source = _OneCall(jobs, max_batch=4)
+    first = source.take(
+        4, wait=False, skip=lambda j: j.request.adapter_id == "c", quota=lambda a: 1
+    )
+    assert [j.request.prompt for j in first] == ["p0", "p2"]
+    assert [j.request.prompt for j in source.take(4, wait=False)] == ["p1", "p3", "p4"]
+    assert source.take(4, wait=True) is None  # nothing left: the runner returns
