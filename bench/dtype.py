@@ -1,14 +1,14 @@
 """Serving dtype check: greedy outputs and zoo scores in float32 vs bfloat16, and speed.
 
-Run: `.venv/bin/python -m bench.dtype [--rows N] [--tokens N] [--quick]` (writes
-`bench/results/dtype.json`, prints a table, and unless `--quick` records the verdict that
-`LORA_LAND_DTYPE=auto` reads, see `lora_land/engine/dtype_choice.py`). For every adapter of
-the embedded zoo, the first N evaluation rows of its task (`../shared/data/samples`) are
-rendered with the task's template and decoded greedily with the adapter in both dtypes, in
-batches of 8 through the engine. Reported: the fraction of prompts whose text is identical
-(`agreement`, overall and per task), each task's score in both dtypes (n rows each), and
-`bf16_over_fp32_throughput` (tokens/s of the whole pass, same batches). Tests never assert
-on these numbers.
+Run: `.venv/bin/python -m bench.dtype [--rows N] [--tokens N] [--quick] [--no-record]`
+(writes `bench/results/dtype.json`, prints a table, and unless `--quick`/`--no-record`
+records the verdict that `LORA_LAND_DTYPE=auto` reads, see `lora_land/engine/dtype_choice.py`).
+For every adapter of the embedded zoo, the first N evaluation rows of its task
+(`../shared/data/samples`) are rendered with the task's template and decoded greedily with
+the adapter in both dtypes, in batches of 8 through the engine. Reported: the fraction of
+prompts whose text is identical (`agreement`, overall and per task), each task's score in
+both dtypes (n rows each), and `bf16_over_fp32_throughput` (tokens/s of the whole pass, same
+batches). Tests never assert on these numbers.
 """
 
 from __future__ import annotations
@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tokens", type=int, default=64, help="max new tokens per row")
     parser.add_argument("--samples", type=Path, default=SAMPLES)
     parser.add_argument("--quick", action="store_true", help="2 tasks x 2 rows; no record")
+    parser.add_argument(
+        "--no-record", action="store_true", help="report only; leave what auto uses alone"
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env(device="cpu", max_batch_size=8)
     deployment = load_deployment(settings)
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["bf16_tok_s"] = bf16_tps
     results["bf16_over_fp32_throughput"] = bf16_tps / fp32_tps
     results["load_after"] = os.getloadavg()
-    if not args.quick and total:
+    if not args.quick and not args.no_record and total:
         source = resolve_source(deployment.base, settings)
         record = DtypeRecord(
             source=source,
