@@ -253,10 +253,12 @@ class RunningBatch:
     """Rows decoding together. `add` prefills and merges new rows, `step` decodes one token for
     every row; both return the rows that finished (they have already left the batch).
 
-    With a `prefill_chunk_tokens` budget, a joining row whose prompt is longer than the budget
-    is prefilled in chunks of at most that many tokens, one chunk after each decode step (its
+    With a `prefill_chunk_tokens` budget, a row joining running rows whose prompt is longer than
+    the budget is prefilled in chunks of at most that many tokens, one chunk after each decode
+    step (its
     own cache, no padding, the right positions), so running rows keep getting a token every
-    step while it joins; it merges and samples its first token when its prompt is done.
+    step while it joins; it merges and samples its first token when its prompt is done. With
+    no running row there is nobody to keep waiting: prompts are prefilled at once.
     `rows` lists running rows, then rows still prefilling.
 
     The model is only touched under `lock` (held for one forward at a time), and the LoRA
@@ -317,7 +319,7 @@ class RunningBatch:
     def add(self, rows: list[Row]) -> list[Row]:
         """Prefill `rows` on their own, merge them in, sample their first token. Rows longer
         than the chunk budget only start their prefill here (see `step`)."""
-        budget = self.prefill_chunk_tokens
+        budget = self.prefill_chunk_tokens if self._rows else None  # nobody to keep waiting
         long = [r for r in rows if budget is not None and len(r.prompt_ids) > budget]
         rows = [r for r in rows if not any(r is x for x in long)]
         for row in long:
@@ -365,6 +367,8 @@ class RunningBatch:
         """Spend one step's token budget on the oldest waiting long prompts; a prompt that
         completes joins the batch with its first token. A failing chunk fails its row only."""
         budget = self.prefill_chunk_tokens or 0
+        if not self._rows:  # no running row to keep streaming: finish the prompts at once
+            budget = sum(len(p.row.prompt_ids) - p.done for p in self._pending)
         finished: list[Row] = []
         while self._pending and budget > 0:
             job = self._pending[0]

@@ -75,7 +75,7 @@ def test_chunked_prefill_gives_the_same_tokens_as_unchunked(engine):
     assert progress == list(range(progress[0], progress[0] + len(progress)))  # +1 per step
 
 
-def test_a_long_prompt_alone_is_prefilled_in_chunks_through_the_engine(
+def test_long_prompts_chunk_only_while_rows_run_through_the_engine(
     tmp_path, tiny_base_dir, tiny_adapters, engine, monkeypatch
 ):
     chunks = []
@@ -91,9 +91,15 @@ def test_a_long_prompt_alone_is_prefilled_in_chunks_through_the_engine(
     chunked.eos_ids = frozenset()
     try:
         request = GenerationRequest(LONG, "tiny/c", max_new_tokens=10)
-        got = chunked.generate([request])[0]
-        assert got.text == engine.generate([request])[0].text
-        assert sum(chunks) == got.prompt_tokens and max(chunks) == 5
+        want = engine.generate([request])[0].text
+        alone = chunked.generate([request])[0]
+        assert alone.text == want and chunks == []  # nobody running: prefilled at once
+        running = chunked.stream(GenerationRequest(SHORT, "tiny/a", max_new_tokens=150))
+        next(running)  # a row is decoding now
+        joined = chunked.generate([request])[0]
+        assert joined.text == want
+        assert sum(chunks) == joined.prompt_tokens and max(chunks) == 5
+        running.close()
     finally:
         chunked.close()
 
