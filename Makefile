@@ -8,14 +8,14 @@ DEV     := $(VENV)/.stamp-dev
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: run test setup model chromium lint format bench zoo clean
+.PHONY: run test setup model chromium lint format bench zoo clean lorax-venv load
 
 run: model ## set up and start the app on http://127.0.0.1:7860 (embedded default)
 	$(BIN)/python app.py
 
-test: $(DEV) model chromium ## set up everything the tests need and run the whole suite
+test: $(DEV) model chromium lorax-venv ## set up everything the tests need and run the whole suite
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	LORA_LAND_REQUIRE_LORAX=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 setup: $(DEV) model chromium
 
@@ -46,10 +46,23 @@ format: $(DEV)
 bench: $(DEV) model ## run the benchmarks; results in bench/results/*.json
 	$(BIN)/python -m bench.leaderboard
 	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.arena
 	$(BIN)/python -m bench.batching
 
 zoo: model ## retrain and re-evaluate the mini zoo (long: minutes per adapter)
 	$(BIN)/python -m lora_land.cli zoo
 
+# the official lorax-client pins huggingface_hub<1.0: it gets a small virtualenv of its own,
+# which tests/server/test_lorax_client.py runs against the live server
+LORAX_VENV := .venv-lorax
+lorax-venv: $(LORAX_VENV)/.stamp
+$(LORAX_VENV)/.stamp:
+	@test -x $(LORAX_VENV)/bin/python || $(PY) -m venv $(LORAX_VENV)
+	$(LORAX_VENV)/bin/python -m pip install --quiet --disable-pip-version-check lorax-client==0.6.3
+	@touch $@
+
+load: $(DEV) model ## the load test (a few minutes of CPU): bench/results/load.json
+	$(BIN)/python -m bench.load
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LORAX_VENV) .pytest_cache .ruff_cache

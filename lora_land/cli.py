@@ -2,7 +2,8 @@
 
 Subcommands: `prepare` (the embedded model), `train` (a LoRA adapter on a task's template),
 `evaluate` (a base or adapter on a task's rows, recorded in leaderboards/measured_here.csv),
-`zoo` (train and evaluate the mini zoo in assets/adapters/).
+`zoo` (train and evaluate the mini zoo in assets/adapters/), `export-preferences` (arena votes
+as DPO/reward-model pairs or CSV).
 The web app is started by `app.py`, not here. Errors meant for users print without a traceback.
 """
 
@@ -204,6 +205,54 @@ def _base_score(path: Path, row) -> float | None:
     return None
 
 
+# --- export-preferences (arena votes -> preference data) -------------------------------------
+
+
+def cmd_export_preferences(args: argparse.Namespace, settings: Settings) -> int:
+    """Arena votes as DPO/reward pairs (JSONL) or raw votes (CSV), to --out or stdout."""
+    from lora_land.arena import export
+    from lora_land.arena.store import VoteStore
+
+    path = Path(args.db) if args.db else settings.arena_db
+    if not path.is_file():
+        raise UserError(
+            f"no arena votes yet: {path} does not exist (set --db or LORA_LAND_DATA_DIR)"
+        )
+    votes = VoteStore(path).votes(task=args.task)
+    if args.include_ties and not args.out:
+        raise UserError("--include-ties writes a second file next to --out; give --out")
+    out = open(args.out, "w", encoding="utf-8", newline="") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        if args.format == "csv":
+            n = export.write_csv(votes, out)
+            what = "votes"
+        else:
+            n = export.write_jsonl(export.preference_rows(votes), out)
+            what = "preference pairs"
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(
+        f"wrote {n} {what} from {path}" + (f" to {args.out}" if args.out else ""), file=sys.stderr
+    )
+    if args.include_ties:
+        ties = export.ties_path(Path(args.out))
+        with ties.open("w", encoding="utf-8") as f:
+            count = export.write_jsonl(export.tie_rows(votes), f)
+        print(f"wrote {count} ties to {ties}", file=sys.stderr)
+    return 0
+
+
+def _add_export_preferences(sub) -> None:
+    x = sub.add_parser("export-preferences", help="arena votes as DPO pairs (JSONL) or CSV")
+    x.add_argument("--format", choices=["dpo", "csv"], default="dpo")
+    x.add_argument("--task", help="one task only (default: all)")
+    x.add_argument("--out", help="output file (default: stdout)")
+    x.add_argument("--include-ties", action="store_true", help="ties to OUT.ties.jsonl")
+    x.add_argument("--db", help="vote database (default: the settings' arena database)")
+    x.set_defaults(func=cmd_export_preferences)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lora-land", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -245,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--skip-eval", action="store_true")
     z.add_argument("--wait", action="store_true", help="wait for adapters trained elsewhere")
     z.set_defaults(func=cmd_zoo)
+    _add_export_preferences(sub)
     return parser
 
 

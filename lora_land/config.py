@@ -55,6 +55,23 @@ def _env_bool(name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _arena_from_env(base: Settings) -> dict[str, object]:
+    data_dir = _env("LORA_LAND_DATA_DIR")
+    return {
+        "data_dir": Path(data_dir).expanduser() if data_dir else None,
+        "arena_max_prompt_chars": _env_int(
+            "LORA_LAND_ARENA_MAX_PROMPT_CHARS", base.arena_max_prompt_chars
+        ),
+        "arena_battles_per_minute": _env_int(
+            "LORA_LAND_ARENA_BATTLES_PER_MINUTE", base.arena_battles_per_minute
+        ),
+        "arena_min_vote_s": _env_float("LORA_LAND_ARENA_MIN_VOTE_S", base.arena_min_vote_s),
+        "arena_read_chars_per_s": _env_float(
+            "LORA_LAND_ARENA_READ_CHARS_PER_S", base.arena_read_chars_per_s
+        ),
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     # where prepared models, downloaded adapters and the reference cache live
@@ -132,11 +149,27 @@ class Settings:
     host: str = "127.0.0.1"
     # port the app binds to
     port: int = 7860
+    # --- Arena (votes, ratings) ---
+    # directory of the app's own data (the arena's vote database); None: the cache directory
+    data_dir: Path | None = None
+    # an arena prompt longer than this many characters is refused
+    arena_max_prompt_chars: int = 4_000
+    # battles one session may start per minute
+    arena_battles_per_minute: int = 20
+    # votes cast sooner than this after both outputs finished are flagged (left out of ratings)
+    arena_min_vote_s: float = 1.0
+    # reading speed: a vote sooner than (characters of both outputs / this) is flagged too
+    arena_read_chars_per_s: float = 60.0
 
     @property
     def reference_db(self) -> Path:
         """SQLite file caching GPT-4 reference answers."""
         return self.cache_dir / "reference.sqlite"
+
+    @property
+    def arena_db(self) -> Path:
+        """SQLite file of arena votes."""
+        return (self.data_dir or self.cache_dir) / "arena.sqlite"
 
     @property
     def models_dir(self) -> Path:
@@ -192,6 +225,7 @@ class Settings:
             zerogpu=_env("LORA_LAND_ZEROGPU", base.zerogpu),
             host=_env("LORA_LAND_HOST", base.host),
             port=_env_int("LORA_LAND_PORT", base.port),
+            **_arena_from_env(base),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known

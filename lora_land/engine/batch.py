@@ -375,8 +375,9 @@ class RunningBatch:
             row = job.row
             take = min(budget, len(row.prompt_ids) - job.done)
             try:
-                if row.cancelled():
-                    row.finish_cancelled()
+                if row.finished or row.cancelled():
+                    if not row.finished:
+                        row.finish_cancelled()
                     self._pending.pop(0)
                     finished.append(row)
                     continue
@@ -497,7 +498,15 @@ class RunningBatch:
         self._rows = self._rows + list(rows)
         self._lora_groups = self._groups([r.adapter for r in self._rows])
 
+    @torch.inference_mode()  # the slab cache is compacted in place (the runner calls this too)
     def _drop_finished(self) -> list[Row]:
+        """Remove finished rows (running or still prefilling); returns them."""
+        gone = [p.row for p in self._pending if p.row.finished]
+        if gone:
+            self._pending = [p for p in self._pending if not p.row.finished]
+        return gone + self._drop_finished_running()
+
+    def _drop_finished_running(self) -> list[Row]:
         finished = [r for r in self._rows if r.finished]
         if not finished:
             return []

@@ -94,14 +94,21 @@ class BatchRunner:
                 self._admit(batch, jobs, source)
             if batch.rows:
                 self._stop_abandoned(batch)
+            if batch.rows:
                 self._advance(batch, batch.step)
 
     def _stop_abandoned(self, batch: RunningBatch) -> None:
-        """Rows whose caller left (or whose deadline passed) end at this step."""
+        """Rows whose caller left (or whose deadline passed) end here, before the next
+        forward: no decode step is spent on them, their adapters are released now."""
+        gone = []
         for row in batch.rows:
             job = self._jobs.get(id(row))
-            if job is not None and job.abandoned():
+            if job is not None and not row.finished and job.abandoned():
                 job.cancel.set()
+                row.finish_cancelled()
+                gone.append(row)
+        if gone:
+            self._advance(batch, batch._drop_finished)
 
     def _quota(self, batch: RunningBatch) -> Callable[[str | None], int] | None:
         """How many more rows each adapter may take (the per-adapter cap), or None."""
@@ -140,8 +147,15 @@ class BatchRunner:
             except Exception as e:
                 job.events.put(("error", e))
                 continue
+            try:  # a row that cannot be built (e.g. its generator) fails alone
+                rows.append(self._start(job, adapter))
+            except Exception as e:
+                log.error("could not start a row (adapter %s): %r", adapter_id, e)
+                if adapter_id:
+                    self.store.release(adapter_id)
+                job.events.put(("error", e))
+                continue
             held = held or adapter is not None
-            rows.append(self._start(job, adapter))
         if back:
             source.put_back(back)
         if rows:

@@ -1,5 +1,8 @@
 """SQLite cache of GPT-4 reference answers, grown by append-only named migrations.
 
+The schema's migrations are listed here and applied by the shared runner
+(`lora_land.migrations`), the same one the arena's vote store uses.
+
 One row per (endpoint, model, prompt, parameters): the same question never costs twice and a
 demo replays offline. Rows recorded elsewhere (a JSONL file of `prompt`, `model`, `output`)
 are imported under the pseudo-endpoint `RECORDED` and match any endpoint and parameters.
@@ -13,11 +16,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from lora_land import migrations
 from lora_land.errors import ConfigError
 
 RECORDED = "recorded"  # pseudo-endpoint of answers imported from a recordings file
@@ -47,7 +51,7 @@ def _m003_index_model_prompt(db: sqlite3.Connection) -> None:
 
 
 # Append only: never edit or reorder an entry once released; add a new one instead.
-MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+MIGRATIONS: list[migrations.Migration] = [
     ("m001_create_responses", _m001_create_responses),
     ("m002_add_usage", _m002_add_usage),
     ("m003_index_model_prompt", _m003_index_model_prompt),
@@ -90,21 +94,11 @@ class ReferenceCache:
             db.close()
 
     def migrate(self) -> list[str]:
-        """Apply the migrations not yet applied; returns their names."""
-        applied_now: list[str] = []
-        with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, at REAL)")
-            done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
-            for name, step in MIGRATIONS:
-                if name not in done:
-                    step(db)
-                    db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
-                    applied_now.append(name)
-        return applied_now
+        """Apply the migrations not yet applied (the shared runner); returns their names."""
+        return migrations.migrate(self.path, MIGRATIONS)
 
     def applied_migrations(self) -> list[str]:
-        with self._connect() as db:
-            return [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY at, name")]
+        return migrations.applied(self.path)
 
     def get(
         self, endpoint: str, model: str, prompt: str, params: Mapping[str, object]

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 ASSETS = PROJECT_ROOT / "assets"
 TITLE = "LoRA Land"
+TAB_IDS = ("playground", "leaderboard", "compare", "arena", "serving")
 
 
 def _header() -> str:
@@ -46,12 +47,13 @@ def _serving_markdown(services: Services) -> str:
         f"- Bytes used: {stats.bytes_used or {}}; adapter load time: {stats.load_time_s:.3f} s",
         f"- Base model loads: {stats.base_loads}; queue depth: {stats.queue_depth}",
         "",
-        "### HTTP API",
-        "- `GET /api/v1/health`, `GET /api/v1/info`, `GET /api/v1/adapters`",
-        '- `POST /api/v1/generate` — `{"inputs": ..., "parameters": {"adapter_id": ..., '
-        '"max_new_tokens": ...}}` (LoRAX-style)',
-        "- `POST /api/v1/completions` — OpenAI-compatible, `model` = adapter id "
-        "(or the base model name)",
+        '### HTTP API (same port; see the README\'s "Three ways in")',
+        "- OpenAI-compatible: `GET /v1/models`, `POST /v1/completions`, "
+        "`POST /v1/chat/completions` (`model` = adapter id or the base model name)",
+        "- LoRAX-compatible: `POST /generate`, `POST /generate_stream`, `POST /` "
+        "(the official `lorax-client`), `POST /tokenize`, `GET /info`",
+        "- Gradio: `/run_comparison`, `/run_playground` and the leaderboard endpoints",
+        "- `GET /health`, `GET /ready`, `GET /metrics` (Prometheus)",
     ]
     return "\n".join(lines)
 
@@ -59,24 +61,40 @@ def _serving_markdown(services: Services) -> str:
 def _build_serving_tab(services: Services) -> None:
     status = gr.Markdown(_serving_markdown(services))
     refresh = gr.Button("Refresh", size="sm")
-    refresh.click(lambda: _serving_markdown(services), outputs=status)
+    refresh.click(lambda: _serving_markdown(services), outputs=status, api_name="serving_status")
 
 
-def build_demo(services: Services) -> gr.Blocks:
-    """The whole app: Playground, Leaderboard and Serving tabs."""
+def build_demo(services: Services, limiter: Any = None) -> gr.Blocks:
+    """The whole app: Playground, Leaderboard and Serving tabs (`limiter`: the per-client
+    `lora_land.server.guard.RateLimiter` the API uses too, or None)."""
     from lora_land.ui.leaderboard import build_leaderboard_tab
     from lora_land.ui.playground import build_playground_tab
 
     with gr.Blocks(title=TITLE) as demo:
         gr.HTML(_header())
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Playground", id="playground"):
-                build_playground_tab(services)
+                build_playground_tab(services, limiter=limiter)
             with gr.Tab("Leaderboard", id="leaderboard"):
                 build_leaderboard_tab(services)
+            with gr.Tab("Compare", id="compare"):
+                from lora_land.ui.compare import build_compare_tab
+
+                build_compare_tab(services, limiter=limiter)
+            with gr.Tab("Arena", id="arena"):
+                from lora_land.ui.arena import build_arena_tab
+
+                build_arena_tab(services, limiter=limiter)
             with gr.Tab("Serving", id="serving"):
                 _build_serving_tab(services)
+        demo.load(_tab_from_url, None, tabs, api_visibility="private")
     return demo
+
+
+def _tab_from_url(request: gr.Request):
+    """`?tab=compare` (a shared comparison) opens that tab."""
+    tab = request.query_params.get("tab") if request is not None else None
+    return gr.Tabs(selected=tab) if tab in TAB_IDS else gr.skip()
 
 
 def launch_options() -> dict[str, Any]:

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from lora_land.errors import PromptError
+from lora_land.errors import UserError
 from lora_land.examples import ExampleLibrary
 from lora_land.ui import playground_view as view
 from lora_land.ui.playground_run import PANES, Pane, plan_run, run_panes
 
 if TYPE_CHECKING:
+    from lora_land.server.guard import RateLimiter
     from lora_land.services import Services
 
 PANE_TITLES = {
@@ -126,7 +127,7 @@ def run(
     example = (session or {}).get("example")
     try:
         plan = plan_run(services, base, task_name, list(values), int(new), example)
-    except PromptError as e:
+    except UserError as e:
         yield [*pane_outputs(dict.fromkeys(PANES, Pane(note=f"⚠ {e}")), metric), ""]
         return
     gold = f"**Gold answer:** `{plan.gold}`" if plan.gold is not None else ""
@@ -137,8 +138,62 @@ def run(
         cancel.set()  # a closed generator (Stop, page closed) stops the engine too
 
 
-def build_playground_tab(services: Services, examples: ExampleLibrary | None = None) -> None:
-    """Build the tab inside the caller's Blocks/Tab context."""
+def client_of(request: gr.Request | None) -> str:
+    """Who is asking, for the rate limit: the client's address (or "local")."""
+    client = getattr(request, "client", None)
+    return f"ui:{getattr(client, 'host', None) or 'local'}"
+
+
+def rate_limited(limiter: RateLimiter | None, request: gr.Request | None) -> str | None:
+    """The message to show when this client has used up its runs for the minute."""
+    wait = limiter.check(client_of(request)) if limiter is not None else None
+    if wait is None:
+        return None
+    return (
+        f"Rate limit: {limiter.per_minute} runs a minute per client (LORA_LAND_RATE_LIMIT); "
+        f"try again in {wait:.0f} s."
+    )
+
+
+def run_comparison(
+    services: Services,
+    limiter: RateLimiter | None,
+    task: str,
+    fields: list[str],
+    max_new_tokens: int = 64,
+    request: gr.Request | None = None,
+) -> dict[str, Any]:
+    """API: the task's fine-tuned adapter and the bare base on the same prompt, one batch.
+
+    `fields` fill the task's prompt template in order. Returns the adapter id, the prompt and
+    both answers (no GPT-4 call: the reference pane is the UI's)."""
+    message = rate_limited(limiter, request)
+    if message:
+        raise gr.Error(message)
+    if task not in services.catalog.tasks:
+        raise gr.Error(f"unknown task {task[:200]!r}; the Leaderboard lists the tasks")
+    try:
+        plan = plan_run(
+            services, view.served_base(services), task, list(fields), int(max_new_tokens)
+        )
+    except UserError as e:
+        raise gr.Error(str(e)) from None
+    keys = list(plan.prepared)
+    answers: dict[str, Any] = {"adapter_id": plan.adapter_id, "prompt": plan.prompt}
+    for event in services.generation.stream_many(list(plan.prepared.values())):
+        if event.done:
+            key = keys[event.index]
+            answers[key] = f"⚠ {event.error}" if event.error else event.chunk.result.text
+    answers.setdefault("finetuned", f"⚠ {plan.adapter_problem}")
+    return answers
+
+
+def build_playground_tab(
+    services: Services,
+    examples: ExampleLibrary | None = None,
+    limiter: RateLimiter | None = None,
+) -> None:
+    """Build the tab inside the caller's Blocks/Tab context (`limiter`: runs per client)."""
     library = examples or ExampleLibrary.from_settings(services.settings)
     base0 = view.served_base(services)
     task0 = view.default_task(services, base0, view.ALL)
@@ -216,25 +271,52 @@ def build_playground_tab(services: Services, examples: ExampleLibrary | None = N
 
     task_outputs = [details, template, *fields, chips, chips_note, tokens, gold, session]
     picker_inputs = [base_dd, cat_dd, session, new]
+    internal = {"api_visibility": "private"}  # UI plumbing, not part of the public API
     for picker in (base_dd, cat_dd):
-        picker.input(partial(on_picker, services, library), picker_inputs, [task_dd, *task_outputs])
-    task_dd.input(partial(on_task, services, library), [base_dd, task_dd, new], task_outputs)
+        picker.input(
+            partial(on_picker, services, library),
+            picker_inputs,
+            [task_dd, *task_outputs],
+            **internal,
+        )
+    task_dd.input(
+        partial(on_task, services, library), [base_dd, task_dd, new], task_outputs, **internal
+    )
     chips.click(
         partial(on_example, services, library),
         [task_dd, chips, new],
         [*fields, tokens, gold, session],
+        **internal,
     )
     count = partial(_count, services)
     for box in [*fields, new]:
-        box.input(count, [task_dd, new, *fields], tokens)
-    started = run_btn.click(new_cancel_event, None, cancel).then(
-        partial(run, services),
+        box.input(count, [task_dd, new, *fields], tokens, **internal)
+
+    def run_playground(base, task_name, new, session, cancel, request: gr.Request, *values):
+        """The Run button (three panes and the gold line), rate-limited per client."""
+        message = rate_limited(limiter, request)
+        if message:
+            yield [*pane_outputs(dict.fromkeys(PANES, Pane(note=f"⚠ {message}")), "-"), ""]
+            return
+        yield from run(services, base, task_name, new, session, cancel, *values)
+
+    started = run_btn.click(new_cancel_event, None, cancel, **internal).then(
+        run_playground,
         [base_dd, task_dd, new, session, cancel, *fields],
         [*outputs, gold],
+        api_name="run_playground",
     )
     # the run may have loaded the adapter: show its new cache state (cold -> hot)
-    started.then(partial(view.details_markdown, services), [base_dd, task_dd], details)
-    stop_btn.click(stop_run, cancel, None, cancels=[started])
+    started.then(partial(view.details_markdown, services), [base_dd, task_dd], details, **internal)
+    stop_btn.click(stop_run, cancel, None, cancels=[started], **internal)
+
+    def compare(
+        task: str, fields: list[str], max_new_tokens: int = 64, request: gr.Request = None
+    ) -> dict:
+        """Fine-tuned vs base on one prompt: {adapter_id, prompt, finetuned, base}."""
+        return run_comparison(services, limiter, task, fields, max_new_tokens, request)
+
+    gr.api(compare, api_name="run_comparison")
 
 
 def _field_kwargs(task, i: int) -> dict:

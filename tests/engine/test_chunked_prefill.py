@@ -3,6 +3,8 @@ get a token at every step meanwhile, and every row gets the same tokens as unchu
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
@@ -109,3 +111,26 @@ def test_the_budget_is_auto_by_device_off_at_zero_or_as_set():
     assert prefill_budget(-1, cpu) == 32 and prefill_budget(-1, cuda) == 512
     assert prefill_budget(0, cpu) is None
     assert prefill_budget(7, cuda) == 7
+
+
+def test_a_row_cancelled_while_prefilling_in_chunks_ends_once(engine):
+    batch = RunningBatch(
+        engine.model, engine.lora_context, engine.pad_id, engine.device, prefill_chunk_tokens=5
+    )
+    short = _row(engine, SHORT, None, 30)
+    long = _row(engine, LONG, "tiny/b", 8)
+    ends = []
+    long.on_finish = ends.append
+    long.cancel = threading.Event()
+    batch.add([short])
+    batch.add([long])
+    batch.step()  # one chunk of the long prompt
+    assert long in batch.rows and not long.ids
+    long.cancel.set()
+    long.finish_cancelled()  # what the runner does for an abandoned row
+    assert batch._drop_finished() == [long]
+    returned = []
+    while batch.rows:
+        returned += batch.step()
+    assert ends == [long] and long not in returned
+    assert short.finish_reason == "length" and len(short.ids) == 30

@@ -1,23 +1,21 @@
 """RemoteEngine against a real multi-LoRA HTTP server on loopback, in both wire protocols.
 
-The server is our own `/api/v1` (it speaks LoRAX's `/generate_stream` and OpenAI's streamed
-`/completions`), with a fake engine behind it, so these tests check the client's side of
+The server is our own API (it speaks LoRAX's `/generate_stream` at the root and OpenAI's
+streamed `/v1/completions`), with a fake engine behind it, so these tests check the client's side of
 both protocols end to end over real HTTP.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
-from fastapi import FastAPI
 
 from lora_land.config import Settings
 from lora_land.deployment import load_deployment
 from lora_land.engine.remote import RemoteEngine
 from lora_land.engine.types import GenerationRequest
 from lora_land.errors import QueueFullError, UnknownAdapterError, UserError
-from lora_land.server.api import install_api
+from lora_land.server.app import build_api
+from lora_land.services import Services
 from tests.browser.conftest import free_port
 from tests.fakes import FakeEngine
 
@@ -32,15 +30,18 @@ def served(tmp_path, serve_asgi):
     settings = Settings(adapters_dir_override=tmp_path)
     deployment = load_deployment(settings)
     fake = FakeEngine(adapters=[ADAPTER], replies={ADAPTER: "1", None: "a fine film indeed"})
-    app = FastAPI()
-    install_api(app, SimpleNamespace(settings=settings, deployment=deployment, engine=fake))
-    return fake, deployment, f"{serve_asgi(app)}/api/v1"
+    app = build_api(Services(settings, None, deployment, fake, None))
+    return fake, deployment, serve_asgi(app)
+
+
+def _url(base: str, protocol: str) -> str:
+    return f"{base}/v1" if protocol == "openai" else base
 
 
 @pytest.mark.parametrize("protocol", ["lorax", "openai"])
 def test_stream_yields_tokens_and_a_result(served, protocol):
     fake, deployment, url = served
-    remote = RemoteEngine(deployment, url, protocol=protocol, context_length=2048)
+    remote = RemoteEngine(deployment, _url(url, protocol), protocol=protocol, context_length=2048)
     chunks = list(remote.stream(GenerationRequest("great movie", max_new_tokens=10)))
     assert "".join(c.delta for c in chunks) == "a fine film indeed"
     result = chunks[-1].result
@@ -55,7 +56,7 @@ def test_stream_yields_tokens_and_a_result(served, protocol):
 @pytest.mark.parametrize("protocol", ["lorax", "openai"])
 def test_adapter_ids_are_sent_to_the_server(served, protocol):
     fake, deployment, url = served
-    remote = RemoteEngine(deployment, url, protocol=protocol, context_length=2048)
+    remote = RemoteEngine(deployment, _url(url, protocol), protocol=protocol, context_length=2048)
     assert remote.adapter_state(ADAPTER) == "cold"
     [result] = remote.generate([GenerationRequest("x", adapter_id=ADAPTER)])
     assert result.text == "1"

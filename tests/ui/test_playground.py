@@ -286,3 +286,24 @@ def test_pane_stats_show_a_rate_only_when_there_are_two_tokens_or_more():
     assert one == "TTFT 0.50 s · 1 token"
     many = Pane(text="a b", ttft_s=0.5, tokens_per_s=12.34, tokens=5).stats_markdown("rouge")
     assert many == "TTFT 0.50 s · 12.3 tokens/s · 5 tokens"
+
+
+def test_gpt4_is_never_asked_when_the_input_fails_validation(tmp_path, gpt4):
+    services = make_services(tmp_path, gpt4)
+    out = final(pg.run(services, BASE, "glue_sst2", 1000, None, None, "a fine film"))
+    assert "max_new_tokens is 1000" in outputs_by_pane(out)["reference"][1]
+    assert gpt4.requests == [] and services.engine.requests == []
+
+
+def test_the_ui_rate_limit_counts_runs_per_client():
+    from types import SimpleNamespace
+
+    from lora_land.server.guard import RateLimiter
+
+    limiter = RateLimiter(per_minute=1)
+    alice = SimpleNamespace(client=SimpleNamespace(host="10.0.0.1"))
+    bob = SimpleNamespace(client=SimpleNamespace(host="10.0.0.2"))
+    assert pg.rate_limited(limiter, alice) is None
+    message = pg.rate_limited(limiter, alice)
+    assert message is not None and "1 runs a minute per client" in message
+    assert pg.rate_limited(limiter, bob) is None  # another client is not affected

@@ -1,0 +1,358 @@
+"""The Compare tab: 2-4 named contestants on one prompt, or on N rows of the task.
+
+One prompt: the panes stream together, each with TTFT, tokens/s and (when the example has a
+gold answer) its metric score, the best marked ★. "Share" makes a URL whose query parameters
+(task, contestants, fields) restore the comparison on page load. Compare on rows runs in the
+background with a progress bar and shows scores with 95% intervals, the paired difference to
+the first contestant, and the rows side by side with disagreement filters.
+
+Handlers are plain functions (tested without a browser); per-user data lives in `gr.State`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import gradio as gr
+import pandas as pd
+
+from lora_land.arena import contestants as cs
+from lora_land.arena import rows as rw
+from lora_land.arena.run import stream_outputs
+from lora_land.errors import UserError
+from lora_land.examples import ExampleLibrary
+from lora_land.ui.contest import MAX_FIELDS, field_updates, gold_for, score_outputs
+from lora_land.ui.playground import rate_limited
+
+if TYPE_CHECKING:
+    from lora_land.services import Services
+
+MAX_PANES = 4
+DEFAULT_NEW_TOKENS = 64
+FILTERS = [
+    ("All rows", "all"),
+    ("Where they disagree", "disagree"),
+    ("One right, another wrong", "split"),
+]
+
+
+def task_choices(services: Services) -> list[tuple[str, str]]:
+    served = set(services.deployment.served_tasks)
+    tasks = sorted(services.catalog.tasks.values(), key=lambda t: (t.name not in served, t.name))
+    return [(f"{'● ' if t.name in served else ''}{t.ui_name} ({t.name})", t.name) for t in tasks]
+
+
+def contestant_choices(services: Services, task: str) -> list[tuple[str, str]]:
+    return [(c.label, c.id) for c in cs.pool(services, task)]
+
+
+def default_contestants(services: Services, task: str) -> list[str]:
+    """The first adapter, the base and GPT-4 (when in the pool): the report's comparison."""
+    found = cs.pool(services, task)
+    adapters = [c.id for c in found if c.kind == "adapter"][:1]
+    return (adapters + [c.id for c in found if c.kind != "adapter"])[:MAX_PANES]
+
+
+def on_task(services: Services, library: ExampleLibrary, task_name: str, chosen=None):
+    task = services.catalog.tasks[task_name]
+    ids = chosen or default_contestants(services, task_name)
+    return (
+        gr.update(choices=contestant_choices(services, task_name), value=ids),
+        *field_updates(task),
+        gr.Dataset(samples=[[e.label] for e in library.for_task(task)]),
+        "",
+        {"task": task_name, "example": None},
+    )
+
+
+def on_example(services: Services, library: ExampleLibrary, task_name: str, index: int):
+    task = services.catalog.tasks[task_name]
+    example = library.for_task(task)[int(index)]
+    chosen = {"values": example.values, "target": example.target, "row": example.row}
+    gold = f"**Gold answer:** `{example.target}`" if example.target is not None else ""
+    values = [example.values[f] for f in task.fields]
+    return (*field_updates(task, values), gold, {"task": task_name, "example": chosen})
+
+
+def _panes(titles: list[str], texts: list[str], stats: list[str]) -> list[Any]:
+    out: list[Any] = []
+    for i in range(MAX_PANES):
+        shown = i < len(titles)
+        out += [
+            gr.update(visible=shown),
+            f"#### {titles[i]}" if shown else "",
+            texts[i] if shown else "",
+            stats[i] if shown else "",
+        ]
+    return out
+
+
+def run_compare(
+    services: Services,
+    task_name: str,
+    ids: list[str],
+    new: int,
+    session: dict | None,
+    *values: str,
+) -> Iterator[list[Any]]:
+    """The Compare button: yields every pane (group, title, text, stats) and a note."""
+    task = services.catalog.tasks[task_name]
+    given = dict(zip(task.fields, values, strict=False))
+    try:
+        if not 2 <= len(ids or []) <= MAX_PANES:
+            raise UserError(f"choose 2 to {MAX_PANES} contestants, got {len(ids or [])}")
+        chosen = cs.find(services, task_name, list(ids))
+        prompt = task.render(given)
+        if len(prompt) > services.settings.max_prompt_chars:
+            raise UserError(
+                f"the prompt has {len(prompt)} characters; the limit is "
+                f"{services.settings.max_prompt_chars}"
+            )
+    except UserError as e:
+        yield [*_panes([], [], []), f"⚠ {e}"]
+        return
+    example = (session or {}).get("example")
+    gold, row = gold_for(task, given, example)
+    titles = [c.label for c in chosen]
+    cancel = threading.Event()
+    try:
+        for outputs in stream_outputs(services, chosen, prompt, int(new), cancel):
+            texts = [o.text if o.error is None else f"⚠ {o.error}" for o in outputs]
+            stats = [o.stats() or ("…" if not o.done else "") for o in outputs]
+            yield [*_panes(titles, texts, stats), "Generating…"]
+    finally:
+        cancel.set()
+    ok = [o.text if o.error is None else "" for o in outputs]
+    scores = score_outputs(task_name, gold, row, ok, services)
+    scores = [s if o.error is None else None for s, o in zip(scores, outputs, strict=True)]
+    known = [s for s in scores if s is not None]
+    best = max(known) if known else None
+    for i, s in enumerate(scores):
+        if s is not None:
+            star = " ★ best" if s == best and known.count(best) < len(known) else ""
+            stats[i] += f"\n\n**Score ({task.metric}): {s:.3f}**{star}"
+    note = f"Gold answer: `{gold}`" if gold is not None else "No gold answer: not scored."
+    yield [*_panes(titles, texts, stats), note]
+
+
+def share_url(
+    task: str, ids: list[str], f0: str, f1: str, f2: str, f3: str, request: gr.Request
+) -> str:
+    """A URL that reopens this comparison (task, contestants, fields) for someone else."""
+    values = [f0, f1, f2, f3]
+    page = ""
+    if request is not None:
+        page = request.headers.get("referer") or str(getattr(request, "url", ""))
+    parts = urlsplit(page)
+    params = {"tab": "compare", "task": task, "c": ",".join(ids or [])}
+    params |= {f"f{i}": v for i, v in enumerate(values) if v}
+    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", urlencode(params), ""))
+
+
+def restore(services: Services, library: ExampleLibrary, request: gr.Request):
+    """Page load: a shared URL's query parameters restore task, contestants and fields."""
+    params = dict(request.query_params) if request is not None else {}
+    task_name = params.get("task")
+    if task_name not in services.catalog.tasks:
+        return [gr.skip()] * (MAX_FIELDS + 4)
+    pool_ids = [c.id for c in cs.pool(services, task_name)]
+    ids = [i for i in params.get("c", "").split(",") if i in pool_ids]  # never arbitrary ids
+    task = services.catalog.tasks[task_name]
+    values = [params.get(f"f{i}", "") for i in range(len(task.fields))]
+    choices, *_rest, chips, _gold, session = on_task(services, library, task_name, ids or None)
+    return [task_name, choices, *field_updates(task, values), chips, session]
+
+
+def run_on_rows(
+    services: Services,
+    cache: rw.RowsCache,
+    task_name: str,
+    ids: list[str],
+    new: int,
+    n: int,
+    source: str,
+    upload: str | None,
+    progress: gr.Progress | None = None,
+) -> list[Any]:
+    """Compare on rows: summary (score, 95% CI, paired difference), rows, note, report."""
+    task = services.catalog.tasks[task_name]
+    try:
+        if not 2 <= len(ids or []) <= MAX_PANES:
+            raise UserError(f"choose 2 to {MAX_PANES} contestants, got {len(ids or [])}")
+        chosen = cs.find(services, task_name, list(ids))
+        if source == "upload":
+            if not upload:
+                raise UserError("choose a JSONL file to upload first")
+            rows = rw.parse_upload(task, Path(upload).read_text(encoding="utf-8"), int(n))
+        else:
+            hub_cache = services.settings.cache_dir / "rows" / f"first-{int(n)}"
+            rows = rw.eval_rows(task, int(n), hub_cache=hub_cache)
+
+        def tick(done: int, total: int) -> None:
+            if progress is not None:
+                progress(done / total, desc=f"{done} of {total} answers")
+
+        report = rw.run_rows(services, task, chosen, rows, int(new), cache, tick)
+    except UserError as e:
+        return [pd.DataFrame(), pd.DataFrame(), f"⚠ {e}", None]
+    note = f"{len(rows)} rows of {task_name}, metric `{task.metric}`; 95% bootstrap intervals."
+    return [summary_frame(services, task_name, report), rows_frame(report, "all"), note, report]
+
+
+def summary_frame(services: Services, task_name: str, report: rw.RowsReport) -> pd.DataFrame:
+    labels = {c.id: c.label for c in cs.pool(services, task_name)}
+    first = labels.get(report.contestants[0], report.contestants[0])
+    records = []
+    for cid, mean, diff in zip(report.contestants, report.means, report.diffs, strict=True):
+        if diff is None:
+            verdict = "(reference point)"
+        elif diff.low > 0:
+            verdict = "better"
+        elif diff.high < 0:
+            verdict = "worse"
+        else:
+            verdict = "no clear difference"
+        records.append(
+            {
+                "Contestant": labels.get(cid, cid),
+                "Score [95% CI]": mean.text(),
+                "n": mean.n,
+                f"This − {first} [95% CI]": diff.text() if diff else "—",
+                "Verdict": verdict,
+            }
+        )
+    return pd.DataFrame(records)
+
+
+def rows_frame(report: rw.RowsReport | None, kind: str) -> pd.DataFrame:
+    if report is None:
+        return pd.DataFrame()
+    records = []
+    for r in rw.disagreements(report, kind):
+        record: dict[str, Any] = {"#": r + 1, "gold": report.rows[r].get("target")}
+        for c, cid in enumerate(report.contestants):
+            record[cid] = report.outputs[c][r]
+            record[f"{cid} score"] = round(report.scores[c][r], 3)
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def build_compare_tab(
+    services: Services, examples: ExampleLibrary | None = None, limiter: Any = None
+) -> None:
+    """Build the tab inside the caller's Blocks/Tab context (`limiter`: the per-client
+    `RateLimiter` the Playground and the API use, or None)."""
+    library = examples or ExampleLibrary.from_settings(services.settings)
+    task0 = task_choices(services)[0][1]
+    task = services.catalog.tasks[task0]
+    session = gr.State({"task": task0, "example": None})
+    with gr.Row():
+        task_dd = gr.Dropdown(task_choices(services), value=task0, label="Task", elem_id="cmp-task")
+        picked = gr.CheckboxGroup(
+            contestant_choices(services, task0),
+            value=default_contestants(services, task0),
+            label=f"Contestants (2 to {MAX_PANES})",
+            elem_id="cmp-contestants",
+        )
+    chips = gr.Dataset(
+        components=["textbox"],
+        type="index",
+        label="Example prompts",
+        samples=[[e.label] for e in library.for_task(task)],
+        elem_id="cmp-examples",
+    )
+    fields = [
+        gr.Textbox(lines=2, elem_id=f"cmp-field-{i}", **kw)
+        for i, kw in enumerate(field_updates(task, None, as_kwargs=True))
+    ]
+    limit = services.settings.max_new_tokens_limit
+    new = gr.Slider(
+        1,
+        limit,
+        value=min(DEFAULT_NEW_TOKENS, limit),
+        step=1,
+        label="Max new tokens",
+        elem_id="cmp-max-new",
+    )
+    with gr.Row():
+        run_btn = gr.Button("Compare", variant="primary", elem_id="cmp-run")
+        share_btn = gr.Button("Share", elem_id="cmp-share-btn")
+    share = gr.Textbox(label="Share this comparison", interactive=False, elem_id="cmp-share")
+    gold = gr.Markdown(elem_id="cmp-gold")
+    pane_parts: list[Any] = []
+    with gr.Row(equal_height=True):
+        for i in range(MAX_PANES):
+            with gr.Column(visible=False, elem_id=f"cmp-pane-{i}") as column:
+                title = gr.Markdown(elem_id=f"cmp-title-{i}")
+                text = gr.Textbox(
+                    lines=8, interactive=False, show_label=False, elem_id=f"cmp-text-{i}"
+                )
+                stats = gr.Markdown(elem_id=f"cmp-stats-{i}")
+            pane_parts += [column, title, text, stats]
+    with gr.Accordion("Compare on rows", open=False, elem_id="cmp-rows"):
+        with gr.Row():
+            n = gr.Slider(1, rw.MAX_ROWS, value=20, step=1, label="Rows (N)", elem_id="cmp-n")
+            source = gr.Radio(
+                [("Evaluation rows", "eval"), ("Uploaded JSONL", "upload")],
+                value="eval",
+                label="Rows from",
+            )
+            upload = gr.File(
+                file_types=[".jsonl"], type="filepath", label="JSONL (fields + target)"
+            )
+        rows_btn = gr.Button("Run on rows", elem_id="cmp-rows-run")
+        rows_note = gr.Markdown(elem_id="cmp-rows-note")
+        summary = gr.Dataframe(interactive=False, elem_id="cmp-rows-summary")
+        shown = gr.Radio(FILTERS, value="all", label="Show", elem_id="cmp-rows-filter")
+        rows_table = gr.Dataframe(interactive=False, wrap=True, elem_id="cmp-rows-table")
+    report = gr.State(None)
+    cache = rw.RowsCache()
+
+    task_dd.input(
+        partial(on_task, services, library),
+        [task_dd],
+        [picked, *fields, chips, gold, session],
+        api_name="compare_task",
+    )
+    chips.click(
+        partial(on_example, services, library),
+        [task_dd, chips],
+        [*fields, gold, session],
+        api_visibility="private",
+    )
+
+    def compare(task_name, ids, new_tokens, state, f0, f1, f2, f3, request: gr.Request):
+        message = rate_limited(limiter, request)
+        if message:
+            yield [*_panes([], [], []), f"⚠ {message}"]
+            return
+        yield from run_compare(services, task_name, ids, new_tokens, state, f0, f1, f2, f3)
+
+    run_btn.click(
+        compare,
+        [task_dd, picked, new, session, *fields],
+        [*pane_parts, gold],
+        api_name="compare",
+    )
+    share_btn.click(share_url, [task_dd, picked, *fields], share, api_name="compare_share")
+
+    def on_rows(task_name, ids, new_tokens, count, src, path, progress=gr.Progress()):  # noqa: B008
+        return run_on_rows(services, cache, task_name, ids, new_tokens, count, src, path, progress)
+
+    rows_btn.click(
+        on_rows,
+        [task_dd, picked, new, n, source, upload],
+        [summary, rows_table, rows_note, report],
+        api_name="compare_rows",
+    )
+    shown.input(rows_frame, [report, shown], rows_table, api_visibility="private")
+
+    def on_load(request: gr.Request):  # a shared URL's query parameters
+        return restore(services, library, request)
+
+    gr.on(None, on_load, None, [task_dd, picked, *fields, chips, session], api_visibility="private")
