@@ -201,7 +201,7 @@ class MultiLoraLinear(nn.Module):
                 out = out + (x.to(a_t.dtype) @ a_t @ b_t).to(out.dtype)
             else:
                 delta = x.index_select(0, rows).to(a_t.dtype) @ a_t @ b_t
-                out = out.index_add(0, rows, delta.to(out.dtype))
+                out.index_add_(0, rows, delta.to(out.dtype))  # `out` is this layer's own
         return out
 
 
