@@ -47,6 +47,7 @@ bench: $(DEV) model ## run the benchmarks; results in bench/results/*.json
 	$(BIN)/python -m bench.leaderboard
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.arena
+	$(BIN)/python -m bench.batching
 
 zoo: model ## zoo v2: train on the train split, choose on dev, measure once, ship (resumable; hours)
 	$(BIN)/python -m lora_land.cli zoo --resume

@@ -135,6 +135,16 @@ class Settings:
     max_body_bytes: int = 1 * _MIB
     # seconds a client may take to send its request body
     body_timeout_s: float = 10.0
+    # -- engine speed (issue 12) --
+    # prompt tokens a joining row may prefill per decode step (longer prompts go in chunks,
+    # so running rows keep streaming); -1: auto (32 on CPU, 512 on CUDA); 0: all at once
+    prefill_chunk_tokens: int = -1
+    # most rows one adapter may hold in a batch, so a flood for one adapter leaves slots for
+    # others (queues are per adapter, admitted round-robin either way); 0: no cap
+    max_rows_per_adapter: int = 0
+    # "auto" (on a Hugging Face ZeroGPU Space: no worker thread, generation inside
+    # `@spaces.GPU` calls), "on" or "off"
+    zerogpu: str = "auto"
     # interface the app binds to
     host: str = "127.0.0.1"
     # port the app binds to
@@ -208,6 +218,11 @@ class Settings:
             rate_limit_per_min=_env_int("LORA_LAND_RATE_LIMIT", base.rate_limit_per_min),
             max_body_bytes=_env_int("LORA_LAND_MAX_BODY_BYTES", base.max_body_bytes),
             body_timeout_s=_env_float("LORA_LAND_BODY_TIMEOUT", base.body_timeout_s),
+            prefill_chunk_tokens=_env_int("LORA_LAND_PREFILL_CHUNK", base.prefill_chunk_tokens),
+            max_rows_per_adapter=_env_int(
+                "LORA_LAND_MAX_ROWS_PER_ADAPTER", base.max_rows_per_adapter
+            ),
+            zerogpu=_env("LORA_LAND_ZEROGPU", base.zerogpu),
             host=_env("LORA_LAND_HOST", base.host),
             port=_env_int("LORA_LAND_PORT", base.port),
             **_arena_from_env(base),

@@ -1,15 +1,19 @@
 """The running batch: rows decode together one token per step; rows join and leave between steps.
 
 Each `Row` carries its prompt ids, its adapter (or None for the base), its sampling settings
-and its own text state: incremental decoding (multi-byte characters are only emitted once
-complete), stop sequences (never emitted, and text that could still become a stop sequence
+and its own text state: incremental decoding (a short window of ids per token, never the
+whole text; multi-byte characters are only emitted once complete), stop sequences (searched
+only in the new text) (never emitted, and text that could still become a stop sequence
 is held back while streaming), EOS and length limits, cancellation.
 
 `RunningBatch` is iteration-level (continuous) batching: new rows are prefilled on their own
-(left-padded) and merged into the running KV cache at a step boundary, every row re-padded on
-the left so all share one length; each row keeps its own attention mask and positions, so a
-row's tokens do not depend on which rows share its steps. Rows that finish leave the batch
-(their KV-cache rows are dropped, and columns that became padding for every row are cut).
+(left-padded; prompts longer than the step budget in chunks, one per step) and merged into the
+running KV cache (`kv_slab`: written into spare rows, no copy of the running rows) at a step
+boundary, right-aligned so all rows share the last column; each row keeps its own attention
+mask and positions, so a row's tokens do not depend on which rows share its steps. Rows that
+finish leave the batch (their KV-cache rows are dropped, and columns that became padding for
+every row are cut).
+Every step samples all rows at once (`sampling.sample_tensor`, one host transfer).
 
 This module runs the model; it does not queue, schedule or load adapters.
 """
@@ -25,10 +29,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
+from lora_land.engine.kv_slab import slab_cache
 from lora_land.engine.lora import DeviceAdapter, LoraContext
-from lora_land.engine.sampling import next_token
+from lora_land.engine.sampling import next_token, sample_tensor
 from lora_land.engine.types import FinishReason
 
 
@@ -54,6 +59,8 @@ class Row:
     logprobs: list[float] = field(default_factory=list)  # one per entry of `ids`
     error: Exception | None = None  # set when this row failed on its own (see `fail`)
     text: str = ""
+    _prefix: int = 0  # ids[_prefix:_read] is decoded again with each new token (context)
+    _read: int = 0  # ids before this are part of `text`
     emitted: int = 0  # characters of `text` already handed to on_delta
     finish_reason: FinishReason | None = None
     first_token_at: float | None = None
@@ -72,22 +79,52 @@ class Row:
             return
         self.ids.append(token)
         self.logprobs.append(logprob)
-        self.text = self.decode(self.ids)
-        for stop in self.stop:
-            at = self.text.find(stop)
-            if at >= 0:
-                self.text = self.text[:at]
-                self._finish("stop")
-                return
+        searched = len(self.text)
+        self.text += self._new_text()
+        if self._cut_at_stop(searched):
+            self._finish("stop")
+            return
         if len(self.ids) >= self.max_new_tokens:
             self._finish("length")
             return
         self._emit(self._safe_length())
 
+    def _new_text(self) -> str:
+        """The text the newest token completes, decoding only a short window of recent ids
+        (as vLLM's incremental detokenizer does): `decode(ids[prefix:])` minus
+        `decode(ids[prefix:read])`. An incomplete character ("\ufffd" at the end) is kept
+        pending until the tokens completing it arrive, so the cost per token stays constant."""
+        prefix_text = self.decode(self.ids[self._prefix : self._read])
+        new_text = self.decode(self.ids[self._prefix :])
+        if len(new_text) <= len(prefix_text) or new_text.endswith("\ufffd"):
+            return ""
+        self._prefix, self._read = self._read, len(self.ids)
+        return new_text[len(prefix_text) :]
+
+    def _pending_text(self) -> str:
+        """What the ids after the last complete character decode to (maybe "\ufffd")."""
+        prefix_text = self.decode(self.ids[self._prefix : self._read])
+        return self.decode(self.ids[self._prefix :])[len(prefix_text) :]
+
+    def _cut_at_stop(self, searched: int) -> bool:
+        """Search only the text that could contain a new stop (from `searched` minus the
+        longest stop's length); on a hit, cut the text there."""
+        hits = []
+        for stop in self.stop:
+            at = self.text.find(stop, max(0, searched - len(stop) + 1))
+            if at >= 0:
+                hits.append(at)
+        if not hits:
+            return False
+        self.text = self.text[: min(hits)]
+        return True
+
     def cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()
 
     def _finish(self, reason: FinishReason) -> None:
+        if reason != "stop" and self._read < len(self.ids):
+            self.text += self._pending_text()  # an incomplete character shows as "\ufffd"
         self.finish_reason = reason
         self.finished_at = time.perf_counter()
         self._emit(len(self.text))
@@ -165,10 +202,24 @@ def prefill_logits(
 
 
 def can_merge_rows(model: torch.nn.Module) -> bool:
-    """Whether rows can join a running batch: every cache layer is a plain `DynamicLayer`
-    (sliding-window or linear-attention layers cannot be re-padded on the left)."""
+    """Whether rows can join a running batch: every cache layer is a plain `DynamicLayer` or a
+    sliding-window one (kept in full here, see `new_cache`); linear-attention or other
+    layers cannot be re-padded on the left."""
     cache = DynamicCache(config=model.config)
-    return bool(cache.layers) and all(type(layer) is DynamicLayer for layer in cache.layers)
+    kinds = (DynamicLayer, DynamicSlidingWindowLayer)
+    return bool(cache.layers) and all(type(layer) in kinds for layer in cache.layers)
+
+
+def new_cache(model: torch.nn.Module) -> DynamicCache:
+    """An empty cache rows can join. Sliding-window layers are kept as full layers: a row's
+    tokens sit contiguously up to the shared last column, so the distance between two columns
+    is the distance between the tokens for every row, and the model's sliding-window mask
+    (made from `config.sliding_window` and column positions) hides what it should; only
+    memory beyond the window is spent."""
+    cache = DynamicCache(config=model.config)
+    if all(type(layer) is DynamicLayer for layer in cache.layers):
+        return cache
+    return DynamicCache()  # every layer a full DynamicLayer (created on first use)
 
 
 def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
@@ -179,9 +230,36 @@ def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
     return F.pad(tensor, pad)
 
 
+def prefill_budget(setting: int, device: torch.device) -> int | None:
+    """Tokens of prompt per step: the setting, or for -1 what keeps a chunk within about
+    two decode steps (a decode step reads every weight once; a CPU computes a 32-token
+    chunk in about that time, a GPU a 512-token one); None: no chunking."""
+    if setting < 0:
+        return 512 if device.type == "cuda" else 32
+    return setting or None
+
+
+@dataclass
+class _Prefill:
+    """A row whose prompt is longer than the step budget, prefilled a chunk per step."""
+
+    row: Row
+    cache: DynamicCache
+    groups: object  # its LoRA plan
+    done: int = 0  # prompt tokens already in `cache`
+
+
 class RunningBatch:
     """Rows decoding together. `add` prefills and merges new rows, `step` decodes one token for
     every row; both return the rows that finished (they have already left the batch).
+
+    With a `prefill_chunk_tokens` budget, a row joining running rows whose prompt is longer than
+    the budget is prefilled in chunks of at most that many tokens, one chunk after each decode
+    step (its
+    own cache, no padding, the right positions), so running rows keep getting a token every
+    step while it joins; it merges and samples its first token when its prompt is done. With
+    no running row there is nobody to keep waiting: prompts are prefilled at once.
+    `rows` lists running rows, then rows still prefilling.
 
     The model is only touched under `lock` (held for one forward at a time), and the LoRA
     context is set right before each forward, so other users of the model can take turns."""
@@ -193,21 +271,30 @@ class RunningBatch:
         pad_id: int,
         device: torch.device,
         lock: AbstractContextManager | None = None,
+        prefill_chunk_tokens: int | None = None,
     ) -> None:
         self.model = model
         self.context = context
         self.pad_id = pad_id
         self.device = device
         self.lock = lock if lock is not None else nullcontext()
-        self.rows: list[Row] = []
+        self.prefill_chunk_tokens = prefill_chunk_tokens or None
+        self._rows: list[Row] = []  # running rows, in the cache's row order
+        self._pending: list[_Prefill] = []
         self.steps = 0  # decode steps run so far (prefills not counted)
+        self.prefill_chunks = 0  # chunks of long prompts run so far
         self._cache: DynamicCache | None = None
         self._mask: torch.Tensor | None = None  # [B, W]: 1 for real tokens, 0 for left padding
         self._last_pos: torch.Tensor | None = None  # [B, 1]: position of each row's last token
-        self._lora_groups: list = []  # the running rows grouped by adapter (LoraContext.groups)
+        self._lora_groups: list = []  # the running rows' LoRA plan (LoraContext.groups)
+
+    @property
+    def rows(self) -> list[Row]:
+        """Running rows, then rows still being prefilled in chunks."""
+        return self._rows + [p.row for p in self._pending] if self._pending else self._rows
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self._rows) + len(self._pending)
 
     @property
     def width(self) -> int:
@@ -230,8 +317,17 @@ class RunningBatch:
 
     @torch.inference_mode()
     def add(self, rows: list[Row]) -> list[Row]:
-        """Prefill `rows` on their own, merge them in, sample their first token."""
-        cache = DynamicCache(config=self.model.config)
+        """Prefill `rows` on their own, merge them in, sample their first token. Rows longer
+        than the chunk budget only start their prefill here (see `step`)."""
+        budget = self.prefill_chunk_tokens if self._rows else None  # nobody to keep waiting
+        long = [r for r in rows if budget is not None and len(r.prompt_ids) > budget]
+        rows = [r for r in rows if not any(r is x for x in long)]
+        for row in long:
+            groups = self._groups([row.adapter])
+            self._pending.append(_Prefill(row, new_cache(self.model), groups))
+        if not rows:
+            return self._advance_prefills() if not self._rows else []
+        cache = new_cache(self.model)
         input_ids, mask, positions = _left_pad(rows, self.pad_id, self.device)
         logits = self._forward(
             self._groups([r.adapter for r in rows]),
@@ -246,13 +342,16 @@ class RunningBatch:
 
     @torch.inference_mode()
     def step(self) -> list[Row]:
-        """One decode step for every row; returns the rows that finished."""
-        if not self.rows:
-            return []
+        """One decode step for every running row, then one chunk of waiting long prompts;
+        returns the rows that finished."""
+        finished = self._decode_step() if self._rows else []
+        return finished + self._advance_prefills()
+
+    def _decode_step(self) -> list[Row]:
         next_ids = torch.tensor(
-            [[r.ids[-1]] for r in self.rows], dtype=torch.long, device=self.device
+            [[r.ids[-1]] for r in self._rows], dtype=torch.long, device=self.device
         )
-        self._mask = torch.cat([self._mask, self._mask.new_ones((len(self.rows), 1))], dim=-1)
+        self._mask = torch.cat([self._mask, self._mask.new_ones((len(self._rows), 1))], dim=-1)
         self._last_pos = self._last_pos + 1
         logits = self._forward(
             self._lora_groups,
@@ -262,65 +361,165 @@ class RunningBatch:
             past_key_values=self._cache,
         )
         self.steps += 1
-        return self._sample(logits, self.rows)
+        return self._sample(logits, self._rows)
+
+    def _advance_prefills(self) -> list[Row]:
+        """Spend one step's token budget on the oldest waiting long prompts; a prompt that
+        completes joins the batch with its first token. A failing chunk fails its row only."""
+        budget = self.prefill_chunk_tokens or 0
+        if not self._rows:  # no running row to keep streaming: finish the prompts at once
+            budget = sum(len(p.row.prompt_ids) - p.done for p in self._pending)
+        finished: list[Row] = []
+        while self._pending and budget > 0:
+            job = self._pending[0]
+            row = job.row
+            take = min(budget, len(row.prompt_ids) - job.done)
+            try:
+                if row.finished or row.cancelled():
+                    if not row.finished:
+                        row.finish_cancelled()
+                    self._pending.pop(0)
+                    finished.append(row)
+                    continue
+                logits = self._chunk(job, take)
+            except Exception as e:
+                self._pending.pop(0)
+                if not row.finished:
+                    row.fail(e)
+                finished.append(row)
+                continue
+            budget -= take
+            if job.done == len(row.prompt_ids):
+                self._pending.pop(0)
+                length = job.done
+                mask = torch.ones((1, length), dtype=torch.long, device=self.device)
+                last = torch.full((1, 1), length - 1, dtype=torch.long, device=self.device)
+                self._merge([row], job.cache, mask, last)
+                finished += self._sample(logits, [row])
+        return finished
+
+    def _chunk(self, job: _Prefill, take: int) -> torch.Tensor:
+        start, end = job.done, job.done + take
+        ids = torch.tensor([job.row.prompt_ids[start:end]], dtype=torch.long, device=self.device)
+        logits = self._forward(
+            job.groups,
+            input_ids=ids,
+            attention_mask=torch.ones((1, end), dtype=torch.long, device=self.device),
+            position_ids=torch.arange(start, end, device=self.device)[None, :],
+            past_key_values=job.cache,
+            logits_to_keep=1,
+        )
+        job.done = end
+        self.prefill_chunks += 1
+        return logits
 
     def abandon(self) -> list[Row]:
-        """Drop every row (after a failed forward); returns the rows that were running."""
+        """Drop every row (after a failed forward); returns the rows that were running or
+        prefilling."""
         rows = self.rows
-        self.rows, self._lora_groups = [], []
+        self._rows, self._pending, self._lora_groups = [], [], []
         self._cache = self._mask = self._last_pos = None
         return rows
 
     def _sample(self, logits: torch.Tensor, rows: list[Row]) -> list[Row]:
-        """One token for each of `rows` (the last len(rows) rows of the batch)."""
+        """One token for each of `rows` (the last len(rows) rows of the batch), sampled for
+        all rows at once with one host transfer; one row's failure (its logits hook,
+        sampling or decoding) ends that row only."""
+        live: list[int] = []
+        scores: list[torch.Tensor] = []
         for i, row in enumerate(rows):
-            try:  # one row's failure (sampling, decoding) ends that row only
+            try:
                 if row.cancelled():
                     row.finish_cancelled()
-                else:
-                    scores = row.adjust(logits[i], row) if row.adjust else logits[i]
-                    token = next_token(scores, row.temperature, row.top_p, row.generator)
-                    logprob = float(torch.log_softmax(logits[i], dim=-1)[token])
-                    row.push(token, logprob)
+                    continue
+                scores.append(row.adjust(logits[i], row) if row.adjust else logits[i])
+                live.append(i)
             except Exception as e:
                 if not row.finished:
                     row.fail(e)
+        if live:
+            for i, picked in zip(live, self._pick(logits, scores, rows, live), strict=True):
+                row = rows[i]
+                try:
+                    if isinstance(picked, Exception):
+                        raise picked
+                    row.push(*picked)
+                except Exception as e:
+                    if not row.finished:
+                        row.fail(e)
         return self._drop_finished()
 
+    def _pick(
+        self, logits: torch.Tensor, scores: list[torch.Tensor], rows: list[Row], live: list[int]
+    ) -> list[tuple[int, float] | Exception]:
+        """(token, log-probability under the unadjusted logits) for each live row; a row
+        whose own sampling fails gets its exception instead."""
+        if len(live) == logits.shape[0] and all(rows[i].adjust is None for i in live):
+            batch, plain = logits, logits
+        else:
+            index = torch.tensor(live, dtype=torch.long, device=logits.device)
+            plain = logits.index_select(0, index)
+            batch = torch.stack([s.float() for s in scores])
+        settings = [(rows[i].temperature, rows[i].top_p, rows[i].generator) for i in live]
+        try:
+            tokens = sample_tensor(batch, *zip(*settings, strict=True))
+        except Exception:  # find the row that fails, sample the others one by one
+            return [self._pick_one(plain[k], scores[k], *settings[k]) for k in range(len(live))]
+        logprobs = torch.log_softmax(plain.float(), dim=-1).gather(1, tokens[:, None])[:, 0]
+        both = torch.stack([tokens.double(), logprobs.double()]).tolist()  # one transfer
+        return [(int(t), lp) for t, lp in zip(both[0], both[1], strict=True)]
+
+    @staticmethod
+    def _pick_one(plain, score, temperature, top_p, generator) -> tuple[int, float] | Exception:
+        try:
+            token = next_token(score, temperature, top_p, generator)
+            return token, float(torch.log_softmax(plain.float(), dim=-1)[token])
+        except Exception as e:
+            return e
+
     def _merge(self, rows: list[Row], cache: DynamicCache, mask, last_pos) -> None:
-        """Append the prefilled `rows` below the running ones, re-padding on the left."""
+        """Append the prefilled `rows` below the running ones, right-aligned in the shared
+        slab cache (no copy of the running rows' cache unless the slab must grow)."""
         if self._cache is None:
-            self._cache, self._mask, self._last_pos = cache, mask, last_pos
+            self._cache, self._mask, self._last_pos = slab_cache(cache), mask, last_pos
         else:
             width = max(self.width, int(mask.shape[1]))
-            merged = [  # built in full before anything is assigned: a failure leaves no trace
-                tuple(
-                    torch.cat([_pad_left(a, width, 2), _pad_left(b, width, 2)])
-                    for a, b in ((old.keys, new.keys), (old.values, new.values))
-                )
-                for old, new in zip(self._cache.layers, cache.layers, strict=True)
-            ]
             masks = torch.cat([_pad_left(self._mask, width, 1), _pad_left(mask, width, 1)])
             positions = torch.cat([self._last_pos, last_pos])
-            for layer, (keys, values) in zip(self._cache.layers, merged, strict=True):
-                layer.keys, layer.values = keys, values
+            states = [layer.state() for layer in self._cache.layers]
+            try:
+                for slab, new in zip(self._cache.layers, cache.layers, strict=True):
+                    slab.append_rows(new.keys, new.values)
+            except BaseException:  # a failure leaves the running rows as they were
+                for slab, state in zip(self._cache.layers, states, strict=False):
+                    slab.restore(state)
+                raise
             self._mask, self._last_pos = masks, positions
-        self.rows = self.rows + list(rows)
-        self._lora_groups = self._groups([r.adapter for r in self.rows])
+        self._rows = self._rows + list(rows)
+        self._lora_groups = self._groups([r.adapter for r in self._rows])
 
+    @torch.inference_mode()  # the slab cache is compacted in place (the runner calls this too)
     def _drop_finished(self) -> list[Row]:
-        finished = [r for r in self.rows if r.finished]
+        """Remove finished rows (running or still prefilling); returns them."""
+        gone = [p.row for p in self._pending if p.row.finished]
+        if gone:
+            self._pending = [p for p in self._pending if not p.row.finished]
+        return gone + self._drop_finished_running()
+
+    def _drop_finished_running(self) -> list[Row]:
+        finished = [r for r in self._rows if r.finished]
         if not finished:
             return []
-        keep = [i for i, r in enumerate(self.rows) if not r.finished]
+        keep = [i for i, r in enumerate(self._rows) if not r.finished]
         if not keep:
-            self.abandon()
+            self._rows, self._lora_groups = [], []
+            self._cache = self._mask = self._last_pos = None
             return finished
         index = torch.tensor(keep, dtype=torch.long, device=self.device)
         self._cache.batch_select_indices(index)
         self._mask, self._last_pos = self._mask[index], self._last_pos[index]
-        self.rows = [self.rows[i] for i in keep]
-        self._lora_groups = self._groups([r.adapter for r in self.rows])
+        self._rows = [self._rows[i] for i in keep]
+        self._lora_groups = self._groups([r.adapter for r in self._rows])
         self._cut_common_padding()
         return finished
 
@@ -331,8 +530,7 @@ class RunningBatch:
         if first == 0:
             return
         for layer in self._cache.layers:
-            layer.keys = layer.keys[:, :, first:, :]
-            layer.values = layer.values[:, :, first:, :]
+            layer.cut_left(first)
         self._mask = self._mask[:, first:]
 
 

@@ -24,7 +24,7 @@ import torch
 
 from lora_land.config import Settings
 from lora_land.deployment import Deployment
-from lora_land.engine.batch import Row, can_merge_rows, prefill_logits
+from lora_land.engine.batch import Row, can_merge_rows, prefill_budget, prefill_logits
 from lora_land.engine.lora import LoraContext, attach_lora, linear_shapes
 from lora_land.engine.runner import BatchRunner, job_result
 from lora_land.engine.sampling import make_generator
@@ -38,6 +38,7 @@ from lora_land.engine.types import (
     PreparedRequest,
     StreamChunk,
 )
+from lora_land.engine.zerogpu import InlineScheduler, use_inline_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,13 @@ class Engine:
             max_batch=settings.max_batch_size,
             lock=self._model_lock,
             continuous=continuous,
+            prefill_chunk_tokens=prefill_budget(settings.prefill_chunk_tokens, device),
+            max_rows_per_adapter=settings.max_rows_per_adapter,
         )
-        self.scheduler = Scheduler(
+        scheduler_class = Scheduler
+        if use_inline_scheduler(settings.zerogpu):  # ZeroGPU: no resident worker thread
+            scheduler_class = InlineScheduler
+        self.scheduler = scheduler_class(
             runner, settings.max_queue, settings.max_batch_size, admit_window_s
         )
 

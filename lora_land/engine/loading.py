@@ -1,7 +1,8 @@
 """Loading the one base model a deployment serves: embedded, a Hub id or a local directory.
 
-Chooses the device (CUDA when present unless settings say otherwise), the dtype (bf16 on
-CUDA, fp32 on CPU by default) and optional bitsandbytes 4-bit / 8-bit quantization on CUDA
+Chooses the device (CUDA when present unless settings say otherwise), the dtype (`auto`: bf16
+on CUDA; on a CPU bf16 only where it is native and measured to agree with fp32 and be
+faster, see `dtype_choice`) and optional bitsandbytes 4-bit / 8-bit quantization on CUDA
 (bf16 compute, as the LoRA Land report trained). Always safetensors, never
 `trust_remote_code`. The context length comes from the model config.
 
@@ -46,8 +47,15 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+def pick_dtype(
+    name: str, device: torch.device, cache_dir: Path | None = None, source: str | None = None
+) -> torch.dtype:
+    """The serving dtype; `auto` consults the measured record for `source` when given."""
     if name == "auto":
+        if cache_dir is not None and source is not None:
+            from lora_land.engine.dtype_choice import auto_dtype
+
+            return auto_dtype(device, cache_dir, source)
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if name not in _DTYPES:
         raise ConfigError(f"dtype must be auto or one of {sorted(_DTYPES)}, got {name!r}")
@@ -93,9 +101,9 @@ def load_base(base: BaseSource, settings: Settings) -> LoadedBase:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = pick_device(settings.device)
-    dtype = pick_dtype(settings.dtype, device)
     quant = _quantization_config(settings.quantization, device)
     source = resolve_source(base, settings)
+    dtype = pick_dtype(settings.dtype, device, settings.cache_dir, source)
     log.info(
         "loading base %s from %s on %s (%s, quantization=%s)",
         base.name,

@@ -2,12 +2,22 @@
 
 `attach_lora` replaces the targeted linear layers of a loaded model (q_proj, v_proj, ...) by
 `MultiLoraLinear` wrappers. A wrapper holds no adapter weights: before each forward the engine
-sets `LoraContext.groups`, a list of (adapter, rows) pairs, and every wrapper adds
-`x[rows] @ A^T @ (scale * B^T)` for its own module name. Rows of one batch may therefore use
-different adapters (grouped by adapter, like PEFT's mixed-batch `adapter_names` but without
-a weight copy), and switching adapters is a pointer change, never a write into the base.
-With no adapter in the batch the wrapper returns the base output untouched, and modules that
-no adapter targets are never wrapped at all.
+sets the context's `LoraPlan` (which adapter each batch row uses, or None for the bare base),
+and every wrapper adds that row's `x @ A^T @ (scale * B^T)` for its own module name. Switching
+adapters is a pointer change, never a write into the base; modules no adapter targets are
+never wrapped, and with no adapter in the batch the wrapper returns the base output untouched.
+
+How the deltas are computed (the BGMV / SGMV idea, with dense kernels):
+- few tokens (decode steps, short prefills): the batch's distinct adapters are stacked once
+  per batch composition (`LoraPlan`, rebuilt only when rows join or leave) into one
+  `A_cat [in, R]` and one `B_cat [R, out]` per module (R = the sum of their ranks, so mixed
+  ranks need no padding), and a row mask [B, R] keeps each row's own adapter's columns (all
+  zero for rows without one, or whose adapter does not target this module). Two matmuls and
+  one multiply per module whatever the number of adapters, adding into the base output in
+  place;
+- many tokens with several adapters (long mixed prefills): per adapter group, gather its rows,
+  two matmuls, scatter-add (the masked product would waste work on the other adapters'
+  columns in proportion to the tokens).
 
 This module knows nothing about files, caches or tokenizers.
 """
@@ -19,6 +29,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+STACKED_MAX_TOKENS = 64  # batches of at most this many tokens use the stacked (masked) path
 
 
 @dataclass
@@ -32,31 +44,121 @@ class DeviceAdapter:
 
 
 @dataclass
-class LoraContext:
-    """What the next forward applies: (adapter, row indices or None for every row)."""
+class _Stacked:
+    """One module's deltas for the plan: A_cat [in, R], B_cat [R, out], the row mask [B, R]
+    (None when every row uses the single adapter present)."""
 
-    groups: list[tuple[DeviceAdapter, torch.Tensor | None]] = field(default_factory=list)
+    a_cat: torch.Tensor
+    b_cat: torch.Tensor
+    mask: torch.Tensor | None
+
+
+class LoraPlan:
+    """The adapters of one batch composition: per row an adapter or None, in row order.
+
+    Built when rows join or leave, reused by every forward until then. Per module, the stacked
+    weights and row masks are made on first use and kept (masks are shared by modules whose
+    targeting adapters are the same)."""
+
+    def __init__(self, adapters: list[DeviceAdapter | None], device: torch.device) -> None:
+        self.rows = len(adapters)
+        self.device = device
+        self.row_slots: list[int | None] = []  # per row: index into `distinct`, or None
+        self.distinct: list[DeviceAdapter] = []
+        index: dict[str, int] = {}
+        for adapter in adapters:
+            if adapter is None:
+                self.row_slots.append(None)
+                continue
+            if adapter.id not in index:
+                index[adapter.id] = len(self.distinct)
+                self.distinct.append(adapter)
+            self.row_slots.append(index[adapter.id])
+        self._stacked: dict[str, _Stacked | None] = {}
+        self._masks: dict[tuple, torch.Tensor | None] = {}
+        self._groups: list[tuple[DeviceAdapter, torch.Tensor | None]] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.distinct)
+
+    @property
+    def groups(self) -> list[tuple[DeviceAdapter, torch.Tensor | None]]:
+        """(adapter, row indices or None for every row), one entry per distinct adapter."""
+        if self._groups is None:
+            groups: list[tuple[DeviceAdapter, torch.Tensor | None]] = []
+            for slot, adapter in enumerate(self.distinct):
+                rows = [r for r, s in enumerate(self.row_slots) if s == slot]
+                if len(rows) == self.rows:
+                    groups.append((adapter, None))  # whole batch: no gather, no scatter
+                else:
+                    index = torch.tensor(rows, dtype=torch.long, device=self.device)
+                    groups.append((adapter, index))
+            self._groups = groups
+        return self._groups
+
+    def stacked(self, name: str) -> _Stacked | None:
+        """The module's stacked deltas, or None when no adapter of the batch targets it."""
+        if name not in self._stacked:
+            self._stacked[name] = self._stack(name)
+        return self._stacked[name]
+
+    def _stack(self, name: str) -> _Stacked | None:
+        slots = [s for s, a in enumerate(self.distinct) if name in a.weights]
+        if not slots:
+            return None
+        pairs = [self.distinct[s].weights[name] for s in slots]
+        ranks = tuple(a_t.shape[1] for a_t, _ in pairs)
+        if len(pairs) == 1:
+            a_cat, b_cat = pairs[0]
+        else:
+            a_cat = torch.cat([a_t for a_t, _ in pairs], dim=1)
+            b_cat = torch.cat([b_t for _, b_t in pairs], dim=0)
+        return _Stacked(a_cat, b_cat, self._mask(tuple(slots), ranks, a_cat.dtype))
+
+    def _mask(self, slots: tuple[int, ...], ranks: tuple[int, ...], dtype) -> torch.Tensor | None:
+        key = (slots, ranks, dtype)
+        if key not in self._masks:
+            if len(slots) == 1 and all(s == slots[0] for s in self.row_slots):
+                self._masks[key] = None  # every row uses the one adapter: nothing to mask
+            else:
+                starts, offset = {}, 0
+                for slot, rank in zip(slots, ranks, strict=True):
+                    starts[slot] = (offset, offset + rank)
+                    offset += rank
+                mask = torch.zeros((self.rows, offset), dtype=dtype)
+                for row, slot in enumerate(self.row_slots):
+                    if slot in starts:
+                        lo, hi = starts[slot]
+                        mask[row, lo:hi] = 1
+                self._masks[key] = mask.to(self.device)
+        return self._masks[key]
+
+
+@dataclass
+class LoraContext:
+    """What the next forward applies: a `LoraPlan` (or nothing: the bare base for every row)."""
+
+    plan: LoraPlan | None = field(default=None)
+
+    @property
+    def groups(self) -> LoraPlan | None:
+        """The current plan (the name batch code uses to save and restore it)."""
+        return self.plan
+
+    @groups.setter
+    def groups(self, value: LoraPlan | list | None) -> None:
+        self.plan = value if isinstance(value, LoraPlan) else None
 
     def set_rows(self, adapters: list[DeviceAdapter | None], device: torch.device) -> None:
-        """Group batch rows by adapter; `None` rows use the bare base."""
-        by_id: dict[str, tuple[DeviceAdapter, list[int]]] = {}
-        for row, adapter in enumerate(adapters):
-            if adapter is not None:
-                by_id.setdefault(adapter.id, (adapter, []))[1].append(row)
-        groups: list[tuple[DeviceAdapter, torch.Tensor | None]] = []
-        for adapter, rows in by_id.values():
-            if len(rows) == len(adapters):
-                groups.append((adapter, None))  # whole batch: no gather, no scatter
-            else:
-                groups.append((adapter, torch.tensor(rows, dtype=torch.long, device=device)))
-        self.groups = groups
+        """Plan a batch whose row i uses `adapters[i]` (`None` rows use the bare base)."""
+        self.plan = LoraPlan(adapters, device)
 
     def clear(self) -> None:
-        self.groups = []
+        self.plan = None
 
 
 class MultiLoraLinear(nn.Module):
-    """A linear layer (plain or bitsandbytes) plus whatever adapters the context names."""
+    """A linear layer (plain or bitsandbytes) plus whatever adapters the context's plan names."""
 
     def __init__(self, base: nn.Module, name: str, context: LoraContext) -> None:
         super().__init__()
@@ -68,7 +170,29 @@ class MultiLoraLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
-        for adapter, rows in self.context.groups:
+        plan = self.context.plan
+        if not plan:
+            return out
+        tokens = x.numel() // x.shape[-1]
+        if len(plan.distinct) == 1 or tokens <= STACKED_MAX_TOKENS:
+            return self._add_stacked(x, out, plan)
+        return self._add_grouped(x, out, plan)
+
+    def _add_stacked(self, x: torch.Tensor, out: torch.Tensor, plan: LoraPlan) -> torch.Tensor:
+        stacked = plan.stacked(self.name)
+        if stacked is None:
+            return out
+        h = x.to(stacked.a_cat.dtype) @ stacked.a_cat  # [B, ..., R]
+        if stacked.mask is not None:
+            h = h * stacked.mask.view(plan.rows, *([1] * (h.dim() - 2)), -1)
+        if out.dtype == stacked.b_cat.dtype and out.is_contiguous():
+            flat = out.view(-1, out.shape[-1])
+            flat.addmm_(h.reshape(-1, h.shape[-1]), stacked.b_cat)  # in place: no new output
+            return out
+        return out + (h @ stacked.b_cat).to(out.dtype)
+
+    def _add_grouped(self, x: torch.Tensor, out: torch.Tensor, plan: LoraPlan) -> torch.Tensor:
+        for adapter, rows in plan.groups:
             pair = adapter.weights.get(self.name)
             if pair is None:
                 continue
@@ -77,7 +201,7 @@ class MultiLoraLinear(nn.Module):
                 out = out + (x.to(a_t.dtype) @ a_t @ b_t).to(out.dtype)
             else:
                 delta = x.index_select(0, rows).to(a_t.dtype) @ a_t @ b_t
-                out = out.index_add(0, rows, delta.to(out.dtype))
+                out.index_add_(0, rows, delta.to(out.dtype))  # `out` is this layer's own
         return out
 
 

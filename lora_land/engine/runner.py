@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -52,6 +53,8 @@ class BatchRunner:
         max_batch: int,
         lock: AbstractContextManager,
         continuous: bool = True,
+        prefill_chunk_tokens: int | None = None,
+        max_rows_per_adapter: int = 0,
     ) -> None:
         self.model = model
         self.context = context
@@ -62,18 +65,29 @@ class BatchRunner:
         self.max_batch = max(1, max_batch)
         self.lock = lock
         self.continuous = continuous
+        self.prefill_chunk_tokens = prefill_chunk_tokens  # see RunningBatch
+        self.max_rows_per_adapter = max_rows_per_adapter  # 0: no cap (see Scheduler.take)
         self._jobs: dict[int, Job] = {}  # id(row) -> its job, while the row runs
         self._blocked: set[str] = set()  # adapters that did not fit since a row last finished
         self.prefills = 0  # groups of rows admitted together (one prefill each)
         self.joins = 0  # rows admitted while other rows were decoding
 
     def __call__(self, source: Scheduler) -> None:
-        batch = RunningBatch(self.model, self.context, self.pad_id, self.device, self.lock)
+        batch = RunningBatch(
+            self.model,
+            self.context,
+            self.pad_id,
+            self.device,
+            self.lock,
+            prefill_chunk_tokens=self.prefill_chunk_tokens,
+        )
         while True:
             if not batch.rows:
                 self._blocked.clear()
             room = self.max_batch - len(batch) if self.continuous or not batch.rows else 0
-            jobs = source.take(room, wait=not batch.rows, skip=self._is_blocked)
+            jobs = source.take(
+                room, wait=not batch.rows, skip=self._is_blocked, quota=self._quota(batch)
+            )
             if jobs is None:
                 return
             if jobs:
@@ -95,6 +109,14 @@ class BatchRunner:
                 gone.append(row)
         if gone:
             self._advance(batch, batch._drop_finished)
+
+    def _quota(self, batch: RunningBatch) -> Callable[[str | None], int] | None:
+        """How many more rows each adapter may take (the per-adapter cap), or None."""
+        cap = self.max_rows_per_adapter
+        if cap <= 0:
+            return None
+        held = Counter(self._jobs[id(row)].request.adapter_id for row in batch.rows)
+        return lambda adapter_id: cap - held[adapter_id]
 
     def _is_blocked(self, job: Job) -> bool:
         return job.request.adapter_id in self._blocked

@@ -2,7 +2,11 @@
 
 A bounded queue (`max_queue` jobs; `QueueFullError` beyond) feeds a single worker thread
 running the engine's runner, which calls `take` at every decode-step boundary for as many
-jobs as its batch has room for (continuous batching). A short admission window lets jobs
+jobs as its batch has room for (continuous batching). The queue is one FIFO per adapter
+(LoRAX's fairness idea): `take` admits round-robin, one job per adapter per round, rounds
+ordered by the age of each adapter's oldest waiting job, so a flood of requests for one
+adapter cannot starve the others; a `quota` per adapter (the runner's cap on rows one
+adapter may hold) bounds what a round may give it. A short admission window lets jobs
 submitted a few milliseconds apart start in the same step: once a job waits, `take` holds on
 until the oldest waiting job has waited `admit_window_s` or enough jobs wait to fill the
 room, so a lone request waits at most that long. Jobs the runner cannot start yet (their
@@ -43,7 +47,8 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     submitted_at: float = field(default_factory=time.perf_counter)
     events: queue.Queue = field(default_factory=queue.Queue)  # ("delta"|"done"|"error", ...)
-    queued_at: float = 0.0  # when it entered the scheduler's queue (perf_counter)
+    queued_at: float = 0.0  # when it entered the scheduler's queue (the scheduler's clock)
+    seq: int = 0  # order of arrival in the scheduler (ties of `queued_at`)
     stop: threading.Event | None = None  # the caller's cancel (may be shared by several jobs)
     deadline: float | None = None  # time.monotonic() past which the job is stopped
     timed_out: bool = False
@@ -63,13 +68,20 @@ Runner = Callable[["Scheduler"], None]  # loops on `take` until it returns None
 
 class Scheduler:
     def __init__(
-        self, runner: Runner, max_queue: int, max_batch: int, admit_window_s: float = 0.005
+        self,
+        runner: Runner,
+        max_queue: int,
+        max_batch: int,
+        admit_window_s: float = 0.005,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._runner = runner
         self.max_queue = max_queue
         self.max_batch = max(1, max_batch)
         self.admit_window_s = admit_window_s
-        self._queue: deque[Job] = deque()
+        self._clock = clock
+        self._queues: dict[str | None, deque[Job]] = {}  # per adapter id, oldest first
+        self._arrivals = 0
         self._cond = threading.Condition()
         self._closed = False
         self._taken: list[Job] = []  # handed to the runner since it was last idle
@@ -79,17 +91,22 @@ class Scheduler:
     def depth(self) -> int:
         with self._cond:
             self._cull()
-            return len(self._queue)
+            return self._waiting()
+
+    def _waiting(self) -> int:
+        return sum(len(q) for q in self._queues.values())
 
     def _cull(self) -> None:
         """Drop queued jobs nobody waits for (under the lock); each gets a "dropped" event."""
-        dead = [job.abandoned() for job in self._queue]
-        if not any(dead):
-            return
-        dropped = [job for job, d in zip(self._queue, dead, strict=True) if d]
-        self._queue = deque(job for job, d in zip(self._queue, dead, strict=True) if not d)
-        for job in dropped:
-            job.events.put(("dropped", None))
+        for key, waiting in list(self._queues.items()):
+            dead = [job.abandoned() for job in waiting]
+            if not any(dead):
+                continue
+            dropped = [job for job, d in zip(waiting, dead, strict=True) if d]
+            self._queues[key] = deque(job for job, d in zip(waiting, dead, strict=True) if not d)
+            for job in dropped:
+                job.events.put(("dropped", None))
+        self._queues = {key: q for key, q in self._queues.items() if q}
 
     def submit(self, jobs: list[Job]) -> None:
         """Queue `jobs` together (they will share a step when they fit), or refuse them all."""
@@ -97,23 +114,26 @@ class Scheduler:
             if self._closed:
                 raise RuntimeError("the engine is closed")
             self._cull()
-            if len(self._queue) + len(jobs) > self.max_queue:
+            waiting = self._waiting()
+            if waiting + len(jobs) > self.max_queue:
                 raise QueueFullError(
-                    f"the engine queue is full ({len(self._queue)} waiting, limit "
+                    f"the engine queue is full ({waiting} waiting, limit "
                     f"{self.max_queue}); try again shortly"
                 )
-            now = time.perf_counter()
+            now = self._clock()
             for job in jobs:
                 job.queued_at = now
-            self._queue.extend(jobs)
+                job.seq = self._arrivals
+                self._arrivals += 1
+                self._queues.setdefault(job.request.adapter_id, deque()).append(job)
             self._cond.notify()
 
     def close(self) -> None:
         """Stop admitting; running rows finish, jobs still queued get an error."""
         with self._cond:
             self._closed = True
-            left = list(self._queue)
-            self._queue.clear()
+            left = [job for waiting in self._queues.values() for job in waiting]
+            self._queues.clear()
             self._cond.notify_all()
         for job in left:
             job.events.put(("error", RuntimeError("the engine was closed before this request ran")))
@@ -121,9 +141,15 @@ class Scheduler:
 
     # -- the runner's side -------------------------------------------------------------------
     def take(
-        self, room: int, wait: bool, skip: Callable[[Job], bool] | None = None
+        self,
+        room: int,
+        wait: bool,
+        skip: Callable[[Job], bool] | None = None,
+        quota: Callable[[str | None], int | None] | None = None,
     ) -> list[Job] | None:
-        """Up to `room` waiting jobs, oldest first, leaving those `skip` names in place.
+        """Up to `room` waiting jobs, round-robin over adapters (see `admission_order`),
+        leaving those `skip` names in place and giving adapter `a` at most `quota(a)` jobs
+        (None: no limit).
 
         With `wait` (the runner is idle), block until a job waits; None once closed (the
         runner should return). Without it, return at once unless a job arrived less than
@@ -131,37 +157,58 @@ class Scheduler:
         with self._cond:
             if wait:
                 self._taken.clear()
-                while not self._queue and not self._closed:
+                while not self._queues and not self._closed:
                     self._cond.wait()
             if self._closed:
                 return None if wait else []
             if room <= 0:
                 return []
             self._cull()
-            ready = self._ready(skip)
+            ready = self.admission_order(skip, quota)
             if ready:
-                deadline = ready[0].queued_at + self.admit_window_s
+                deadline = min(job.queued_at for job in ready) + self.admit_window_s
                 while len(ready) < room and not self._closed:
-                    remaining = deadline - time.perf_counter()
+                    remaining = deadline - self._clock()
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
-                    ready = self._ready(skip)
+                    ready = self.admission_order(skip, quota)
                 if self._closed:  # `close` has failed what waited
                     return None if wait else []
             jobs = ready[:room]
             chosen = {id(job) for job in jobs}
-            self._queue = deque(job for job in self._queue if id(job) not in chosen)
+            for key in {job.request.adapter_id for job in jobs}:
+                self._queues[key] = deque(j for j in self._queues[key] if id(j) not in chosen)
+            self._queues = {key: q for key, q in self._queues.items() if q}
             self._taken.extend(jobs)
             return jobs
 
-    def _ready(self, skip: Callable[[Job], bool] | None) -> list[Job]:
-        return [job for job in self._queue if skip is None or not skip(job)]
+    def admission_order(
+        self,
+        skip: Callable[[Job], bool] | None = None,
+        quota: Callable[[str | None], int | None] | None = None,
+    ) -> list[Job]:
+        """Every job that may start now, in the order `take` admits them: round k holds the
+        k-th ready job of each adapter, rounds in order, each round oldest first."""
+        per_adapter: list[list[Job]] = []
+        for key, waiting in self._queues.items():
+            ready = [job for job in waiting if skip is None or not skip(job)]
+            limit = quota(key) if quota is not None else None
+            if limit is not None:
+                ready = ready[: max(0, limit)]
+            if ready:
+                per_adapter.append(ready)
+        order: list[Job] = []
+        for k in range(max((len(jobs) for jobs in per_adapter), default=0)):
+            this_round = [jobs[k] for jobs in per_adapter if k < len(jobs)]
+            order += sorted(this_round, key=lambda job: (job.queued_at, job.seq))
+        return order
 
     def put_back(self, jobs: list[Job]) -> None:
-        """Return jobs the runner could not start to the front of the queue, in order."""
+        """Return jobs the runner could not start to the front of their queues, in order."""
         with self._cond:
-            self._queue.extendleft(reversed(jobs))
+            for job in reversed(jobs):
+                self._queues.setdefault(job.request.adapter_id, deque()).appendleft(job)
             back = {id(job) for job in jobs}
             self._taken = [job for job in self._taken if id(job) not in back]
             self._cond.notify()

@@ -1,0 +1,40 @@
+"""Smoke test of the batching benchmark: `--quick` runs every case end to end on the embedded
+model and writes every figure (the values themselves are never asserted: speed lives in bench/)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+import bench.common
+from bench import batching
+
+FIGURES = (
+    "decode_tok_s_batch1",
+    "roofline_tok_s_batch1",
+    "decode_over_roofline",
+    "hf_generate_tok_s_batch1",
+    "mixed32_over_same32_throughput",
+    "mixed8_over_same8_throughput",
+    "concurrent_over_sequential_throughput",
+    "ttft_ms_p50",
+    "ttft_ms_p95",
+    "flood_ttft_over_idle",
+    "long_join_max_step_ms_over_median",
+)
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_every_figure_with_the_load_it_ran_under(
+    tmp_path, monkeypatch, embedded_model_dir
+):
+    monkeypatch.setattr(bench.common, "RESULTS_DIR", tmp_path)
+    batching.main(["--quick", "--name", "smoke"])
+    results = json.loads((tmp_path / "smoke.json").read_text())
+    for key in FIGURES:
+        assert math.isfinite(results[key]) and results[key] > 0, key
+    assert results["quick"] is True
+    assert len(results["load_before"]) == 3 and results["torch_threads"] >= 1
+    assert results["long_prompt_tokens"] >= batching.Sizes.pick(True).long_prompt_tokens * 0.9
