@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,7 @@ class Run:
         self._loop = asyncio.get_running_loop()
         self._left = len(self.prepared)
         self._lock = threading.Lock()
+        self._next_poll = 0.0  # when to ask the server again whether the client is still there
         threading.Thread(target=self._pump, args=(services,), daemon=True).start()
 
     def _pump(self, services: Services) -> None:
@@ -67,12 +69,16 @@ class Run:
         """The next event (None at the end); with `request`, a client that hangs up while
         we wait cancels the run and ends it."""
         while True:
+            # asked on a clock, not only when the queue is quiet: a run that yields a token
+            # every few milliseconds never leaves the queue quiet for a whole poll interval
+            if request is not None and time.monotonic() >= self._next_poll:
+                self._next_poll = time.monotonic() + DISCONNECT_POLL_S
+                if await request.is_disconnected():
+                    self.close()
+                    return None
             try:
                 item = await asyncio.wait_for(self._queue.get(), DISCONNECT_POLL_S)
             except TimeoutError:
-                if request is not None and await request.is_disconnected():
-                    self.close()
-                    return None
                 continue
             if item is _END:
                 return None
