@@ -23,8 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from lora_land.engine.types import GenerationRequest, GenerationResult, PreparedRequest
 from lora_land.generation import short
 from lora_land.server.errors import ApiError, lorax_body, status_of
-from lora_land.server.openai_api import _in_thread, _json
-from lora_land.server.runs import Run
+from lora_land.server.runs import Run, in_thread, read_json
 
 if TYPE_CHECKING:
     from lora_land.server.metrics import Metrics
@@ -178,10 +177,10 @@ def build_lorax_router(services: Services, metrics: Metrics) -> APIRouter:
     router = APIRouter()
 
     async def prepare(http: Request) -> tuple[dict, str, dict, PreparedRequest]:
-        body = await _json(http)
+        body = await read_json(http)
         inputs, params = _parameters(body)
         request = to_request(services, inputs, params)
-        prepared = await _in_thread(services.generation.prepare, request)
+        prepared = await in_thread(services.generation.prepare, request)
         return body, inputs, params, prepared
 
     async def generate(http: Request, route: str, listed: bool):
@@ -192,7 +191,7 @@ def build_lorax_router(services: Services, metrics: Metrics) -> APIRouter:
         out: dict = {"generated_text": text}
         if params.get("details"):  # decoding token texts: off the event loop
             prefill = bool(params.get("decoder_input_details"))
-            out["details"] = await _in_thread(details, services, result, prepared, prefill)
+            out["details"] = await in_thread(details, services, result, prepared, prefill)
         return [out] if listed else out
 
     async def stream(http: Request, route: str):
@@ -209,7 +208,7 @@ def build_lorax_router(services: Services, metrics: Metrics) -> APIRouter:
     @router.post("/")
     async def root(http: Request):
         """What `lorax-client` posts to: `stream` in the body picks the answer's form."""
-        body = await _json(http)
+        body = await read_json(http)
         if isinstance(body, dict) and body.get("stream"):
             return await stream(http, "/")
         return await generate(http, "/", listed=True)
@@ -225,12 +224,12 @@ def build_lorax_router(services: Services, metrics: Metrics) -> APIRouter:
     @router.post("/tokenize")
     async def tokenize(http: Request) -> JSONResponse:
         """LoRAX's shape: one {id, text, start, stop} per token; capped like prompts."""
-        body = await _json(http)
+        body = await read_json(http)
         if not isinstance(body, dict) or set(body) - {"inputs", "add_special_tokens"}:
             raise ApiError("the body takes inputs (a string)", param="inputs")
         text = body.get("inputs")
-        ids = await _in_thread(services.generation.tokenize, text)
-        texts = await _in_thread(services.generation.token_texts, ids)
+        ids = await in_thread(services.generation.tokenize, text)
+        texts = await in_thread(services.generation.token_texts, ids)
         out, at = [], 0
         for token_id, piece in zip(ids, texts, strict=True):
             out.append({"id": token_id, "text": piece, "start": at, "stop": at + len(piece)})

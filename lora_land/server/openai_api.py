@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from lora_land.engine.types import GenerationRequest, GenerationResult, PreparedRequest
 from lora_land.generation import MAX_SEED, check_adapter, short
 from lora_land.server.errors import ApiError, openai_body, status_of
-from lora_land.server.runs import Run
+from lora_land.server.runs import Run, in_thread, read_json
 
 if TYPE_CHECKING:
     from lora_land.server.metrics import Metrics
@@ -360,7 +360,7 @@ def build_openai_router(services: Services, metrics: Metrics) -> APIRouter:
 
     @router.post("/completions")
     async def completions(http: Request):
-        body = _check_fields(await _json(http), COMPLETION_FIELDS)
+        body = _check_fields(await read_json(http), COMPLETION_FIELDS)
         prompt = body.get("prompt")
         prompts = [prompt] if isinstance(prompt, str) else prompt
         if (
@@ -373,34 +373,17 @@ def build_openai_router(services: Services, metrics: Metrics) -> APIRouter:
                 f"{short(prompt, 80)}",
                 param="prompt",
             )
-        prepared = await _in_thread(routes.requests, body, prompts, "completions")
+        prepared = await in_thread(routes.requests, body, prompts, "completions")
         return await routes.respond(http, body, prepared, "completions")
 
     @router.post("/chat/completions")
     async def chat(http: Request):
-        body = _check_fields(await _json(http), CHAT_FIELDS)
+        body = _check_fields(await read_json(http), CHAT_FIELDS)
         messages = _messages(body)
         adapter = routes.model_to_adapter(body.get("model"))
         check_adapter(adapter, services.deployment)  # an unknown model is a 404 first
-        prompt = await _in_thread(services.generation.chat_prompt, messages, adapter)
-        prepared = await _in_thread(routes.requests, body, [prompt], "chat")
+        prompt = await in_thread(services.generation.chat_prompt, messages, adapter)
+        prepared = await in_thread(routes.requests, body, [prompt], "chat")
         return await routes.respond(http, body, prepared, "chat")
 
     return router
-
-
-async def _json(http: Request) -> Any:
-    raw = await http.body()
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ApiError(
-            f"the body is not valid JSON ({type(e).__name__}: {short(str(e), 120)})"
-        ) from None
-
-
-async def _in_thread(fn, *args):
-    """Tokenizing runs off the event loop (prompts are capped, so it is short)."""
-    import anyio
-
-    return await anyio.to_thread.run_sync(fn, *args)

@@ -10,16 +10,19 @@ cancel event, which frees the rows at the next decode step. Outcomes go to the m
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import anyio
 from fastapi import Request
 
 from lora_land.engine.types import GenerationResult, PreparedRequest
 from lora_land.errors import UserError
-from lora_land.generation import StreamEvent
+from lora_land.generation import StreamEvent, short
+from lora_land.server.errors import ApiError
 
 if TYPE_CHECKING:
     from lora_land.server.metrics import Metrics
@@ -122,3 +125,18 @@ class Run:
         if len(results) < len(self.prepared):
             raise UserError("the client went away; the request was stopped")
         return [results[i] for i in range(len(self.prepared))]
+
+
+async def read_json(http: Request) -> Any:
+    raw = await http.body()
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ApiError(
+            f"the body is not valid JSON ({type(e).__name__}: {short(str(e), 120)})"
+        ) from None
+
+
+async def in_thread(fn, *args):
+    """Tokenizing runs off the event loop (prompts are capped, so it is short)."""
+    return await anyio.to_thread.run_sync(fn, *args)
