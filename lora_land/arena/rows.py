@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from lora_land.arena.contestants import Contestant
 from lora_land.arena.run import generate_rows
 from lora_land.config import PROJECT_ROOT
 from lora_land.errors import UserError
+from lora_land.evaluation.stats import Interval, bootstrap_mean, paired_difference
 
 if TYPE_CHECKING:
     from lora_land.catalog import Task
@@ -37,17 +36,6 @@ LOCAL_SAMPLES = PROJECT_ROOT.parent / "shared" / "data" / "samples"
 
 
 @dataclass(frozen=True)
-class Interval:
-    mean: float
-    low: float
-    high: float
-    n: int
-
-    def text(self) -> str:
-        return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]"
-
-
-@dataclass(frozen=True)
 class RowsReport:
     task: str
     contestants: tuple[str, ...]
@@ -56,22 +44,6 @@ class RowsReport:
     scores: tuple[tuple[float, ...], ...]  # scores[c][r]
     means: tuple[Interval, ...]
     diffs: tuple[Interval | None, ...]  # paired difference to the first contestant
-
-
-def bootstrap_mean(values: Sequence[float], resamples: int = 1000, seed: int = 0) -> Interval:
-    """Mean with a 95% percentile bootstrap interval."""
-    data = np.asarray(values, dtype=float)
-    if data.size == 0:
-        raise UserError("no rows to score")
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, (resamples, data.size))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return Interval(float(data.mean()), float(low), float(high), int(data.size))
-
-
-def paired_difference(a: Sequence[float], b: Sequence[float], **kw: Any) -> Interval:
-    """Mean of b - a row by row, with its 95% bootstrap interval (rows resampled in pairs)."""
-    return bootstrap_mean(np.asarray(b, dtype=float) - np.asarray(a, dtype=float), **kw)
 
 
 def eval_rows(
@@ -196,7 +168,7 @@ def run_rows(
             )
         )
     means = tuple(bootstrap_mean(s) for s in scores)
-    diffs = (None, *(paired_difference(scores[0], s) for s in scores[1:]))
+    diffs = (None, *(paired_difference(s, scores[0]) for s in scores[1:]))
     report = RowsReport(
         task.name,
         tuple(ids),

@@ -11,7 +11,6 @@ format: PEFT config + fp16 safetensors, which the engine's validation accepts.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -19,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from lora_land.errors import UserError
 from lora_land.rlhf.pairing import Pair
+from lora_land.training.trainer import save_fp16_adapter
 
 log = logging.getLogger(__name__)
 
@@ -75,24 +74,6 @@ def _dataset(pairs: Sequence[Pair]):
     )
 
 
-def save_adapter(model, out: Path, hub_id: str) -> None:
-    """PEFT files with fp16 safetensors weights and the base's Hub id in the config."""
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True, save_embedding_layers=False)
-    weights_path = out / "adapter_model.safetensors"
-    weights = load_file(weights_path)
-    save_file(
-        {k: v.to(torch.float16).contiguous() for k, v in weights.items()},
-        weights_path,
-        metadata={"format": "pt"},
-    )
-    config_path = out / "adapter_config.json"
-    config = json.loads(config_path.read_text())
-    config["base_model_name_or_path"] = hub_id
-    config["inference_mode"] = True
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-
 def train_dpo(
     base_source: str,
     policy_dir: Path,
@@ -141,7 +122,7 @@ def train_dpo(
         trainer.train()
         after = trainer.evaluate(dataset)
         losses = [round(h["loss"], 5) for h in trainer.state.log_history if "loss" in h]
-        save_adapter(trainer.model, Path(out), hub_id)
+        save_fp16_adapter(trainer.model, Path(out), hub_id)
     return DpoOutcome(
         steps=trainer.state.global_step,
         loss_before=round(before["eval_loss"], 5) if before else None,

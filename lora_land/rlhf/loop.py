@@ -29,11 +29,11 @@ from pathlib import Path
 from lora_land.catalog import Task
 from lora_land.config import PROJECT_ROOT, Settings
 from lora_land.errors import UserError
+from lora_land.evaluation.stats import bootstrap_mean, paired_difference
 from lora_land.evaluation.tasks import load_task, read_rows
 from lora_land.rlhf.dpo import DpoSettings
 from lora_land.rlhf.pairing import max_min_pairs, read_samples, write_jsonl
 from lora_land.rlhf.rewards import Reward
-from lora_land.rlhf.stats import mean_interval, paired_difference
 
 log = logging.getLogger(__name__)
 SAMPLES_DIR = PROJECT_ROOT.parent / "shared" / "data" / "samples"
@@ -146,7 +146,7 @@ def _evaluate(settings, base, task, rows, variant: str, adapter_dir: Path, confi
     lengths = [len(r["prediction"]) for r in report.records]
     return {
         "metric": report.metric,
-        "score": mean_interval(scores, config.seed).as_dict(),
+        "score": bootstrap_mean(scores, seed=config.seed).as_dict(),
         "row_scores": scores,
         "mean_chars": round(sum(lengths) / len(lengths), 1),
     }
@@ -276,7 +276,7 @@ def run_loop(
             break
         ev = _evaluate(settings, base, task, eval_rows, f"pi{t}", adapter_dir, config)
         ev["vs_pi0"] = paired_difference(
-            ev["row_scores"], baseline["eval"]["row_scores"], config.seed
+            ev["row_scores"], baseline["eval"]["row_scores"], seed=config.seed
         ).as_dict()
         record = {
             "iteration": t,

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from lora_land.errors import UserError
+from lora_land.evaluation.stats import bootstrap_mean
 from lora_land.rlhf.pairing import Pair, read_pairs
-from lora_land.rlhf.stats import mean_interval
 
 SUMMARY_FILE = "reward_model.json"
 
@@ -188,7 +188,7 @@ def train_reward_model(
     }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     scorer = RewardModelScorer(out, resolved.source)
-    accuracy = mean_interval(pairwise_accuracy(scorer, test), settings.seed)
+    accuracy = bootstrap_mean(pairwise_accuracy(scorer, test), seed=settings.seed)
     summary["held_out_accuracy"] = accuracy.as_dict()
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -179,9 +179,11 @@ def _load_checkpoint(out: Path, model, opt, cfg: TrainConfig) -> tuple[int, list
     return meta["step"], list(meta["losses"])
 
 
-def _save_adapter(model, out: Path, hub_id: str) -> None:
-    """PEFT files with fp16 safetensors weights and the base's Hub id in the config."""
-    model.save_pretrained(out, safe_serialization=True)
+def save_fp16_adapter(model, out: Path, hub_id: str) -> None:
+    """PEFT files with fp16 safetensors weights and the base's Hub id in the config (the zoo's
+    adapters and the RLHF loop's DPO adapters are written by this one function)."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True, save_embedding_layers=False)
     weights_path = out / "adapter_model.safetensors"
     weights = load_file(weights_path)
     save_file(
@@ -242,7 +244,7 @@ def train(config: TrainConfig, on_step: Callable[[int, float], None] | None = No
     bar.close()
     tail = losses[-max(1, len(losses) // 10) :] if losses else [float("nan")]
     result = TrainResult(out, config.steps, sum(tail) / len(tail), losses, start)
-    _save_adapter(model, out, base.hub_id)
+    save_fp16_adapter(model, out, base.hub_id)
     summary = {
         **config.fingerprint(),
         "base_name": base.name,

@@ -24,7 +24,13 @@ from lora_land.arena.store import VoteStore
 from lora_land.errors import UserError
 from lora_land.examples import ExampleLibrary
 from lora_land.ui.arena_view import OVERALL, ratings_figure, ratings_frame, ratings_note
-from lora_land.ui.contest import field_updates, gold_for, metric_line, score_outputs
+from lora_land.ui.contest import (
+    field_updates,
+    gold_for,
+    max_new_slider,
+    metric_line,
+    score_outputs,
+)
 from lora_land.ui.playground import rate_limited
 
 if TYPE_CHECKING:
@@ -215,15 +221,7 @@ def build_arena_tab(
         task_dd = gr.Dropdown(
             task_choices(services), value=task0.name, label="Task", elem_id="arena-task"
         )
-        limit = services.settings.max_new_tokens_limit
-        new = gr.Slider(
-            1,
-            limit,
-            value=min(DEFAULT_NEW_TOKENS, limit),
-            step=1,
-            label="Max new tokens",
-            elem_id="arena-max-new",
-        )
+        new = max_new_slider(services, DEFAULT_NEW_TOKENS, "arena-max-new")
     task_note = gr.Markdown(f"Task: **{task0.ui_name}** (`{task0.name}`)", elem_id="arena-note")
     chips = gr.Dataset(
         components=["textbox"],

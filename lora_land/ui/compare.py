@@ -26,7 +26,13 @@ from lora_land.arena import rows as rw
 from lora_land.arena.run import stream_outputs
 from lora_land.errors import UserError
 from lora_land.examples import ExampleLibrary
-from lora_land.ui.contest import MAX_FIELDS, field_updates, gold_for, score_outputs
+from lora_land.ui.contest import (
+    MAX_FIELDS,
+    field_updates,
+    gold_for,
+    max_new_slider,
+    score_outputs,
+)
 from lora_land.ui.playground import rate_limited
 
 if TYPE_CHECKING:
@@ -222,7 +228,7 @@ def summary_frame(services: Services, task_name: str, report: rw.RowsReport) -> 
                 "Contestant": labels.get(cid, cid),
                 "Score [95% CI]": mean.text(),
                 "n": mean.n,
-                f"This − {first} [95% CI]": diff.text() if diff else "—",
+                f"This − {first} [95% CI]": diff.text(signed=True) if diff else "—",
                 "Verdict": verdict,
             }
         )
@@ -270,15 +276,7 @@ def build_compare_tab(
         gr.Textbox(lines=2, elem_id=f"cmp-field-{i}", **kw)
         for i, kw in enumerate(field_updates(task, None, as_kwargs=True))
     ]
-    limit = services.settings.max_new_tokens_limit
-    new = gr.Slider(
-        1,
-        limit,
-        value=min(DEFAULT_NEW_TOKENS, limit),
-        step=1,
-        label="Max new tokens",
-        elem_id="cmp-max-new",
-    )
+    new = max_new_slider(services, DEFAULT_NEW_TOKENS, "cmp-max-new")
     with gr.Row():
         run_btn = gr.Button("Compare", variant="primary", elem_id="cmp-run")
         share_btn = gr.Button("Share", elem_id="cmp-share-btn")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from lora_land.catalog import Task
+from lora_land.ui.playground_run import gold_for  # noqa: F401  (Compare and Arena use it from here)
 
 if TYPE_CHECKING:
     from lora_land.services import Services
@@ -31,16 +32,6 @@ def field_updates(task: Task, values: Sequence[str] | None = None, as_kwargs: bo
         }
         out.append(kwargs if as_kwargs else gr.update(**kwargs))
     return out
-
-
-def gold_for(task: Task, given: Mapping[str, str], example: Mapping[str, Any] | None):
-    """(gold answer, row) of the chosen example while the fields still hold its values."""
-    if not example or example.get("target") is None:
-        return None, None
-    values = example.get("values", {})
-    if any(values.get(f) != given.get(f) for f in task.fields):
-        return None, None
-    return str(example["target"]), dict(example.get("row") or values)
 
 
 def score_outputs(
@@ -70,3 +61,11 @@ def metric_line(services: Services, battle: Any, score: float | None) -> str:
         return ""
     metric = services.catalog.tasks[battle.task].metric
     return f"\n\nScore ({metric}) against the gold answer `{battle.gold}`: **{score:.3f}**"
+
+
+def max_new_slider(services: Services, default: int, elem_id: str) -> gr.Slider:
+    """The "Max new tokens" slider every tab shows, bounded by the server's limit."""
+    limit = services.settings.max_new_tokens_limit
+    return gr.Slider(
+        1, limit, value=min(default, limit), step=1, label="Max new tokens", elem_id=elem_id
+    )

@@ -18,6 +18,7 @@ import gradio as gr
 from lora_land.errors import UserError
 from lora_land.examples import ExampleLibrary
 from lora_land.ui import playground_view as view
+from lora_land.ui.contest import max_new_slider
 from lora_land.ui.playground_run import PANES, Pane, plan_run, run_panes
 
 if TYPE_CHECKING:
@@ -236,15 +237,7 @@ def build_playground_tab(
                 view.token_count_markdown(services, task0, [], DEFAULT_NEW_TOKENS),
                 elem_id="pg-tokens",
             )
-            limit = services.settings.max_new_tokens_limit
-            new = gr.Slider(
-                1,
-                limit,
-                value=min(DEFAULT_NEW_TOKENS, limit),
-                step=1,
-                label="Max new tokens",
-                elem_id="pg-max-new",
-            )
+            new = max_new_slider(services, DEFAULT_NEW_TOKENS, "pg-max-new")
             with gr.Row():
                 run_btn = gr.Button("Run", variant="primary", elem_id="pg-run")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="pg-stop")

@@ -101,7 +101,7 @@ def plan_run(
         for key, adapter in wanted.items():
             request = GenerationRequest(prompt, adapter, max_new_tokens=int(max_new_tokens))
             prepared[key] = _fit(services, services.generation.prepare(request))
-    gold, row = _gold(task, given, example)
+    gold, row = gold_for(task, given, example)
     return RunPlan(
         task,
         prompt,
@@ -138,7 +138,7 @@ def _unserved_base_problem(services: Services, base: str) -> str | None:
     )
 
 
-def _gold(task: Task, given: Mapping[str, str], example: Mapping[str, Any] | None):
+def gold_for(task: Task, given: Mapping[str, str], example: Mapping[str, Any] | None):
     """The example's gold answer, but only while the fields still hold the example's values."""
     if not example or example.get("target") is None:
         return None, None

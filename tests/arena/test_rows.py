@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from lora_land.arena import contestants as cs
 from lora_land.arena import rows as rw
 from lora_land.errors import UserError
 from tests.arena.conftest import BASE, SST2
-
-
-def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_n():
-    rng = np.random.default_rng(1)
-    small = rw.bootstrap_mean(rng.integers(0, 2, 20).tolist())
-    large = rw.bootstrap_mean(rng.integers(0, 2, 800).tolist())
-    for iv in (small, large):
-        assert iv.low <= iv.mean <= iv.high
-    assert large.high - large.low < small.high - small.low
-    assert rw.bootstrap_mean([1.0] * 5) == rw.Interval(1.0, 1.0, 1.0, 5)
-
-
-def test_paired_difference_sees_a_consistent_gain_that_unpaired_noise_would_hide():
-    rng = np.random.default_rng(0)
-    a = rng.normal(0, 1, 60)
-    b = a + 0.1  # every row 0.1 better: the paired interval excludes 0
-    diff = rw.paired_difference(a.tolist(), b.tolist())
-    assert diff.mean == pytest.approx(0.1) and diff.low > 0
-    assert rw.bootstrap_mean(a.tolist()).high > rw.bootstrap_mean(b.tolist()).low  # overlap
 
 
 def test_upload_validation_names_every_bad_row(services):

@@ -16,7 +16,7 @@ def tiny_pi0(tmp_path_factory, tiny_base: Path) -> Path:  # noqa: F811
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from lora_land.rlhf.dpo import save_adapter
+    from lora_land.training.trainer import save_fp16_adapter
 
     torch.manual_seed(1)
     model = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32)
@@ -29,5 +29,5 @@ def tiny_pi0(tmp_path_factory, tiny_base: Path) -> Path:  # noqa: F811
             if "lora_B" in name:
                 p.normal_(0, 0.02)
     out = tmp_path_factory.mktemp("pi0") / "glue_sst2"
-    save_adapter(model, out, "tiny/base")
+    save_fp16_adapter(model, out, "tiny/base")
     return out

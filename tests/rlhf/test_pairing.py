@@ -8,7 +8,6 @@ import pytest
 
 from lora_land.errors import UserError
 from lora_land.rlhf.pairing import Sample, max_min_pairs, read_pairs, write_jsonl
-from lora_land.rlhf.stats import mean_interval, paired_difference
 from tests.conftest import read_jsonl
 
 
@@ -70,18 +69,6 @@ def test_pairs_file_round_trips_and_names_bad_lines(tmp_path):
     assert [(p.chosen, p.rejected) for p in read_pairs(bad)] == [("", "b")]
     with pytest.raises(UserError, match="not found"):
         read_pairs(tmp_path / "none.jsonl")
-
-
-def test_intervals_cover_the_mean_and_collapse_for_constant_values():
-    ci = mean_interval([0, 1] * 25)
-    assert ci.n == 50 and ci.mean == 0.5 and ci.low < 0.5 < ci.high
-    assert ci.low > 0.3 and ci.high < 0.7  # about +-0.14 for n=50
-    assert mean_interval([1.0] * 5) == mean_interval([1.0] * 5).__class__(1.0, 1.0, 1.0, 5)
-    diff = paired_difference([1] * 20 + [0] * 30, [0] * 50)
-    assert diff.mean == 0.4 and diff.excludes_zero
-    assert not paired_difference([1, 0] * 10, [0, 1] * 10).excludes_zero
-    with pytest.raises(ValueError, match="differ in size"):
-        paired_difference([1, 0], [1])
 
 
 def test_loop_prompts_come_from_training_rows_never_the_evaluation_rows(samples_dir, tmp_path):

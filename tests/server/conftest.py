@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import uvicorn
@@ -12,9 +13,9 @@ import uvicorn
 from tests.browser.conftest import free_port
 
 
-@pytest.fixture
-def serve_asgi() -> Iterator[Callable[[object], str]]:
-    """Factory: serve `app` on 127.0.0.1 and return its base URL; stopped at teardown."""
+@contextmanager
+def _uvicorn_servers() -> Iterator[Callable[[object], str]]:
+    """Factory: serve `app` on 127.0.0.1 and return its base URL; all stopped on exit."""
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
     def serve(app: object) -> str:
@@ -28,10 +29,19 @@ def serve_asgi() -> Iterator[Callable[[object], str]]:
         servers.append((server, thread))
         return f"http://127.0.0.1:{port}"
 
-    yield serve
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(5)
+    try:
+        yield serve
+    finally:
+        for server, thread in servers:
+            server.should_exit = True
+            thread.join(5)
+
+
+@pytest.fixture
+def serve_asgi() -> Iterator[Callable[[object], str]]:
+    """Serve an ASGI app on loopback for one test; returns its base URL."""
+    with _uvicorn_servers() as serve:
+        yield serve
 
 
 ADAPTER = "smollm2-135m-instruct/glue_sst2"
@@ -74,20 +84,5 @@ def api(tmp_path, serve_asgi):
 @pytest.fixture(scope="module")
 def serve_asgi_module() -> Iterator[Callable[[object], str]]:
     """`serve_asgi` for a whole module (one server shared by its tests)."""
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
-
-    def serve(app: object) -> str:
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{port}"
-
-    yield serve
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(5)
+    with _uvicorn_servers() as serve:
+        yield serve

@@ -82,11 +82,11 @@ def test_compare_on_rows_shows_intervals_differences_and_filters(tmp_path):
     )
     assert "12 rows of glue_sst2" in note
     records = summary.to_dict("records")
-    assert records[0]["Score [95% CI]"] == "0.000 [0.000, 0.000]"
-    assert records[1]["Score [95% CI]"] == "1.000 [1.000, 1.000]"
+    assert records[0]["Score [95% CI]"] == "0.000 [0.000, 0.000] n=12"
+    assert records[1]["Score [95% CI]"] == "1.000 [1.000, 1.000] n=12"
     assert records[1]["Verdict"] == "better"
     column = "This − SmolLM2-135M-Instruct (base, no adapter) [95% CI]"
-    assert (records[0][column], records[1][column]) == ("—", "1.000 [1.000, 1.000]")
+    assert (records[0][column], records[1][column]) == ("—", "+1.000 [+1.000, +1.000] n=12")
     assert len(rows) == 12 and len(cmp.rows_frame(report, "split")) == 12
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"sentence": "s"}\n')
