@@ -32,6 +32,10 @@ from lora_land.config import PROJECT_ROOT
 from lora_land.training.recipes import COMPARISON_TASK, DEFAULT_RECIPE, QUEUE_ORDER, RECIPES
 
 RUNS_DIR = PROJECT_ROOT / "runs" / "zoo-v2"
+# `runs/` is scratch (adapters under training, per-row scores) and does not outlive a machine;
+# each finished task's verdict (result.json + CPU time, numbers only) is also kept in git here,
+# so a later session's queue neither retrains a finished task nor forgets why one did not ship.
+RECORDS_DIR = PROJECT_ROOT / "leaderboards" / "zoo-v2"
 MAX_FAILURES = 2
 ALL_DONE = 3  # exit code of a step when no task has work left
 
@@ -53,18 +57,49 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def records_dir(runs: Path = RUNS_DIR) -> Path:
+    """Where finished tasks' verdicts are kept: in git for the default queue, else beside it."""
+    runs = Path(runs)
+    return RECORDS_DIR if runs.resolve() == RUNS_DIR.resolve() else runs / "_records"
+
+
+def task_result(task: str, runs: Path = RUNS_DIR) -> dict | None:
+    """A finished task's verdict: this machine's `result.json`, else the one kept in git."""
+    result = read_json(task_dir(task, runs) / "result.json")
+    return result if result is not None else read_json(records_dir(runs) / f"{task}.json")
+
+
+def keep_record(task: str, runs: Path = RUNS_DIR) -> Path | None:
+    """Copy a finished task's verdict and CPU time into the kept records (numbers, no rows)."""
+    result = read_json(task_dir(task, runs) / "result.json")
+    if result is None:
+        return None
+    record = dict(result)
+    choice = read_json(task_dir(task, runs) / "choice.json")
+    if choice and len(choice.get("dev", {})) > 1:
+        record["recipes_dev"] = choice["dev"]  # every recipe compared on dev (comparison task)
+    cpu = read_json(task_dir(task, runs) / "cpu.json")
+    if cpu:
+        record["cpu"] = cpu
+    path = records_dir(runs) / f"{task}.json"
+    write_json(path, record)
+    return path
+
+
 def recipes_for(task: str, runs: Path = RUNS_DIR) -> list[str]:
     """The comparison task trains every recipe; the others use the winner chosen there."""
     if task == COMPARISON_TASK:
         return list(RECIPES)
-    choice = read_json(task_dir(COMPARISON_TASK, runs) / "choice.json")
+    choice = read_json(task_dir(COMPARISON_TASK, runs) / "choice.json") or task_result(
+        COMPARISON_TASK, runs
+    )
     return [choice["recipe"]] if choice else [DEFAULT_RECIPE]
 
 
 def next_stage(task: str, runs: Path = RUNS_DIR) -> str | None:
     """The first stage of `task` not yet done, or None when the task is finished."""
     d = task_dir(task, runs)
-    if (d / "result.json").is_file():
+    if task_result(task, runs) is not None:
         return None
     recipes = recipes_for(task, runs)
     for r in recipes:
@@ -128,6 +163,8 @@ def step(runs: Path = RUNS_DIR) -> int:
         return 1
     cpu = time.process_time() - t0
     _add_cpu(task, stage, cpu, time.monotonic() - wall, runs)
+    if stage == "result":
+        keep_record(task, runs)
     log.info("== %s: %s done (%.0f s CPU)", task, stage, cpu)
     return 0
 
@@ -172,8 +209,8 @@ def status(runs: Path = RUNS_DIR) -> list[tuple[str, str]]:
     """(task, what is next or the verdict) for every task in queue order."""
     rows = []
     for t in QUEUE_ORDER:
-        result = read_json(task_dir(t, runs) / "result.json")
-        if result:
+        result = task_result(t, runs)
+        if result is not None:
             rows.append((t, ("ships: " if result["ships"] else "not shipped: ") + result["reason"]))
         elif failures(t, runs) >= MAX_FAILURES:
             rows.append((t, "failed (see queue.log)"))

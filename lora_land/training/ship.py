@@ -23,7 +23,7 @@ from pathlib import Path
 from lora_land.catalog.measured import MEASURED_PATH, MeasuredRow, read_measured, write_measured
 from lora_land.config import EMBEDDED_BASE, PROJECT_ROOT
 from lora_land.training.model_card import SUMMARY_FILE, read_summary, write_model_card
-from lora_land.training.queue import RUNS_DIR, read_json, task_dir
+from lora_land.training.queue import RUNS_DIR, keep_record, read_json, task_dir
 from lora_land.training.recipes import QUEUE_ORDER, RECIPES
 from lora_land.training.split import DEV_ROWS, SPLIT_SEED
 
@@ -131,7 +131,8 @@ def ship_all(
     for task in QUEUE_ORDER:
         result = read_json(task_dir(task, runs) / "result.json")
         if result is None:
-            continue
+            continue  # not finished here (a task finished on another machine is in its record)
+        keep_record(task, runs)
         adapter_key = (task, EMBEDDED_BASE, f"{EMBEDDED_BASE}/{task}")
         if result.get("eval"):  # measured on the evaluation rows (shipped or not)
             for r in measured_rows(task, result):

@@ -29,7 +29,7 @@ V1_RECIPES: dict[str, tuple] = {
 
 def write_zoo_readme(out_dir: Path = ZOO_DIR, runs: Path | None = None) -> Path:
     """assets/adapters/README.md: every zoo v2 task, shipped or not and why, with intervals."""
-    from lora_land.training.queue import RUNS_DIR, next_stage, read_json, task_dir
+    from lora_land.training.queue import RUNS_DIR, next_stage, read_json, task_dir, task_result
     from lora_land.training.recipes import QUEUE_ORDER
     from lora_land.training.ship import zoo_version
 
@@ -54,6 +54,9 @@ def write_zoo_readme(out_dir: Path = ZOO_DIR, runs: Path | None = None) -> Path:
 
     lines[-3:-3] = ["", *(f"- recipe `{r.name}`: {r.describe()}" for r in RECIPES.values())]
     choice = read_json(task_dir(COMPARISON_TASK, runs) / "choice.json")
+    record = task_result(COMPARISON_TASK, runs) or {}
+    if choice is None and "recipes_dev" in record:
+        choice = {"recipe": record["recipe"], "dev": record["recipes_dev"]}
     if choice:
         means = ", ".join(f"`{r}` {_ci(c['adapter'])}" for r, c in sorted(choice["dev"].items()))
         lines[-3:-3] = [
@@ -64,7 +67,7 @@ def write_zoo_readme(out_dir: Path = ZOO_DIR, runs: Path | None = None) -> Path:
         ]
     lifts, v1 = [], []
     for task in QUEUE_ORDER:
-        result = read_json(task_dir(task, runs) / "result.json")
+        result = task_result(task, runs)
         version = zoo_version(out_dir / task)
         if version == 1:
             v1.append(task)

@@ -122,3 +122,32 @@ def test_stage_threads_follow_the_setting_else_the_load(monkeypatch):
     assert queue.stage_threads() == 1
     monkeypatch.setattr(queue.os, "getloadavg", lambda: (1.0, 1.0, 1.0))
     assert queue.stage_threads() == 2
+
+
+def test_a_finished_task_is_kept_in_its_record_and_not_redone_on_a_new_machine(tmp_path):
+    runs = tmp_path / "runs"
+    task = "glue_qnli"
+    result = {"ships": True, "recipe": DEFAULT_RECIPE, "reason": "paired lift +0.4"}
+    queue.write_json(runs / task / "result.json", result)
+    queue.write_json(runs / task / "cpu.json", {"result": {"cpu_s": 1.0, "wall_s": 2.0}})
+    record = queue.keep_record(task, runs)
+    assert record == queue.records_dir(runs) / f"{task}.json"
+    kept = json.loads(record.read_text())
+    assert kept["reason"] == "paired lift +0.4" and kept["cpu"]["result"]["cpu_s"] == 1.0
+
+    import shutil
+
+    shutil.rmtree(runs / task)  # the machine's scratch is gone; the record stays
+    assert queue.next_stage(task, runs) is None
+    assert queue.status(runs)[[t for t, _ in queue.status(runs)].index(task)][1].startswith("ships")
+    assert queue.next_stage("covid", runs) == f"train:{DEFAULT_RECIPE}"
+
+
+def test_the_comparison_tasks_record_still_names_the_recipe_for_the_others(tmp_path):
+    queue.write_json(queue.records_dir(tmp_path) / f"{COMPARISON_TASK}.json", {"recipe": "qv8"})
+    assert queue.recipes_for("conllpp", tmp_path) == ["qv8"]
+
+
+def test_the_default_queue_keeps_its_records_in_git():
+    assert queue.records_dir() == queue.RECORDS_DIR
+    assert queue.RECORDS_DIR.relative_to(queue.PROJECT_ROOT).parts[0] == "leaderboards"
