@@ -15,6 +15,14 @@ How the deltas are computed (the BGMV / SGMV idea, with dense kernels):
   zero for rows without one, or whose adapter does not target this module). Two matmuls and
   one multiply per module whatever the number of adapters, adding into the base output in
   place;
+- decode steps with many distinct adapters (at least `GATHERED_MIN_ADAPTERS`): the masked
+  product above would spend rows x R x (in + out) multiply-adds, R growing with the number
+  of adapters, almost all of them on other rows' columns (with 32 adapters of rank 16 on a
+  576-wide model, more than the base layer itself). Instead each row's own A and B are
+  gathered once per batch composition into `A_rows [B, in, r]` and `B_rows [B, r, out]`
+  (ranks zero-padded to the largest, zeros for rows without one) and two batched matmuls
+  (`bmm`, then `baddbmm_` into the output: the BGMV kernel's shape, with dense ops) cost
+  rows x r x (in + out) whatever the number of adapters;
 - many tokens with several adapters (long mixed prefills): per adapter group, gather its rows,
   two matmuls, scatter-add (the masked product would waste work on the other adapters'
   columns in proportion to the tokens).
@@ -31,6 +39,8 @@ import torch
 from torch import nn
 
 STACKED_MAX_TOKENS = 64  # batches of at most this many tokens use the stacked (masked) path
+GATHERED_MIN_ADAPTERS = 4  # this many distinct adapters in a batch: per-row gathered weights
+GATHERED_MAX_ROW_TOKENS = 8  # ... for forwards of at most this many tokens per row (decode)
 
 
 @dataclass
@@ -51,6 +61,14 @@ class _Stacked:
     a_cat: torch.Tensor
     b_cat: torch.Tensor
     mask: torch.Tensor | None
+
+
+@dataclass
+class _Gathered:
+    """One module's per-row weights for the plan: A_rows [B, in, r], B_rows [B, r, out]."""
+
+    a_rows: torch.Tensor
+    b_rows: torch.Tensor
 
 
 class LoraPlan:
@@ -75,6 +93,7 @@ class LoraPlan:
                 self.distinct.append(adapter)
             self.row_slots.append(index[adapter.id])
         self._stacked: dict[str, _Stacked | None] = {}
+        self._gathered: dict[str, _Gathered | None] = {}
         self._masks: dict[tuple, torch.Tensor | None] = {}
         self._groups: list[tuple[DeviceAdapter, torch.Tensor | None]] | None = None
 
@@ -114,6 +133,28 @@ class LoraPlan:
             a_cat = torch.cat([a_t for a_t, _ in pairs], dim=1)
             b_cat = torch.cat([b_t for _, b_t in pairs], dim=0)
         return _Stacked(a_cat, b_cat, self._mask(tuple(slots), ranks, a_cat.dtype))
+
+    def gathered(self, name: str) -> _Gathered | None:
+        """The module's per-row weights, or None when no adapter of the batch targets it."""
+        if name not in self._gathered:
+            self._gathered[name] = self._gather(name)
+        return self._gathered[name]
+
+    def _gather(self, name: str) -> _Gathered | None:
+        pairs = {s: a.weights[name] for s, a in enumerate(self.distinct) if name in a.weights}
+        if not pairs:
+            return None
+        a0, b0 = next(iter(pairs.values()))
+        rank = max(a_t.shape[1] for a_t, _ in pairs.values())
+        none = len(self.distinct)  # the all-zero slot: no adapter, or one not targeting `name`
+        a_slots = a0.new_zeros((none + 1, a0.shape[0], rank))
+        b_slots = b0.new_zeros((none + 1, rank, b0.shape[1]))
+        for slot, (a_t, b_t) in pairs.items():
+            a_slots[slot, :, : a_t.shape[1]] = a_t
+            b_slots[slot, : b_t.shape[0], :] = b_t
+        slots = [s if s in pairs else none for s in self.row_slots]
+        index = torch.tensor(slots, dtype=torch.long, device=self.device)
+        return _Gathered(a_slots.index_select(0, index), b_slots.index_select(0, index))
 
     def _mask(self, slots: tuple[int, ...], ranks: tuple[int, ...], dtype) -> torch.Tensor | None:
         key = (slots, ranks, dtype)
@@ -174,9 +215,25 @@ class MultiLoraLinear(nn.Module):
         if not plan:
             return out
         tokens = x.numel() // x.shape[-1]
+        if len(plan.distinct) >= GATHERED_MIN_ADAPTERS and tokens <= (
+            GATHERED_MAX_ROW_TOKENS * plan.rows
+        ):
+            return self._add_gathered(x, out, plan)
         if len(plan.distinct) == 1 or tokens <= STACKED_MAX_TOKENS:
             return self._add_stacked(x, out, plan)
         return self._add_grouped(x, out, plan)
+
+    def _add_gathered(self, x: torch.Tensor, out: torch.Tensor, plan: LoraPlan) -> torch.Tensor:
+        gathered = plan.gathered(self.name)
+        if gathered is None:
+            return out
+        rows = plan.rows
+        h = torch.bmm(x.reshape(rows, -1, x.shape[-1]).to(gathered.a_rows.dtype), gathered.a_rows)
+        if out.dtype == gathered.b_rows.dtype and out.is_contiguous():
+            out.view(rows, -1, out.shape[-1]).baddbmm_(h, gathered.b_rows)  # in place
+            return out
+        delta = torch.bmm(h, gathered.b_rows).to(out.dtype)
+        return out + delta.view(out.shape)
 
     def _add_stacked(self, x: torch.Tensor, out: torch.Tensor, plan: LoraPlan) -> torch.Tensor:
         stacked = plan.stacked(self.name)

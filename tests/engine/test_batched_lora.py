@@ -73,11 +73,17 @@ def _expected(reference: TwoLayers, x: torch.Tensor, adapter) -> torch.Tensor:
 ROWS = ["both_r2", None, "up_r8", "down_r4", "both_r2", None, "down_r4"]
 
 
-@pytest.mark.parametrize("path", ["stacked", "grouped"])
+def _force(monkeypatch, path: str) -> None:
+    monkeypatch.setattr(lora, "STACKED_MAX_TOKENS", 10_000 if path == "stacked" else 0)
+    monkeypatch.setattr(lora, "GATHERED_MIN_ADAPTERS", 1 if path == "gathered" else 10_000)
+    monkeypatch.setattr(lora, "GATHERED_MAX_ROW_TOKENS", 10_000)
+
+
+@pytest.mark.parametrize("path", ["stacked", "gathered", "grouped"])
 @pytest.mark.parametrize("tokens", [1, 5])
 def test_every_row_gets_its_own_adapter_in_a_mixed_batch(setup, monkeypatch, path, tokens):
     model, reference, context, adapters = setup
-    monkeypatch.setattr(lora, "STACKED_MAX_TOKENS", 10_000 if path == "stacked" else 0)
+    _force(monkeypatch, path)
     x = torch.randn(len(ROWS), tokens, IN)
     context.set_rows([adapters[a][0] if a else None for a in ROWS], torch.device("cpu"))
     with torch.inference_mode():
@@ -87,8 +93,10 @@ def test_every_row_gets_its_own_adapter_in_a_mixed_batch(setup, monkeypatch, pat
             torch.testing.assert_close(got[i : i + 1], want, atol=1e-5, rtol=1e-5)
 
 
-def test_rows_without_an_adapter_get_exactly_the_base_output(setup):
+@pytest.mark.parametrize("path", ["stacked", "gathered"])
+def test_rows_without_an_adapter_get_exactly_the_base_output(setup, monkeypatch, path):
     model, reference, context, adapters = setup
+    _force(monkeypatch, path)
     x = torch.randn(3, 1, IN)
     context.set_rows([adapters["both_r2"][0], None, adapters["up_r8"][0]], torch.device("cpu"))
     with torch.inference_mode():
@@ -131,3 +139,47 @@ def test_an_empty_plan_returns_the_base_output(setup):
         assert torch.equal(model(x), reference(x))
     context.groups = []  # what batch code assigns when no row runs
     assert context.plan is None
+
+
+def test_gathered_weights_pad_mixed_ranks_with_zeros_per_row(setup):
+    _, _, context, adapters = setup
+    rows = [adapters["both_r2"][0], adapters["up_r8"][0], None, adapters["down_r4"][0]]
+    context.set_rows(rows, torch.device("cpu"))
+    up = context.plan.gathered("up")
+    assert up.a_rows.shape == (4, IN, 8) and up.b_rows.shape == (4, 8, HIDDEN)
+    a_both, b_both = adapters["both_r2"][0].weights["up"]
+    assert torch.equal(up.a_rows[0, :, :2], a_both) and not up.a_rows[0, :, 2:].any()
+    assert torch.equal(up.b_rows[0, :2], b_both) and not up.b_rows[0, 2:].any()
+    assert torch.equal(up.a_rows[1], adapters["up_r8"][0].weights["up"][0])
+    assert not up.a_rows[2].any() and not up.a_rows[3].any()  # no adapter; one not on "up"
+    assert context.plan.gathered("up") is up  # made once per batch composition
+    context.set_rows([adapters["up_r8"][0]], torch.device("cpu"))
+    assert context.plan.gathered("down") is None
+
+
+def test_a_decode_step_over_many_adapters_takes_the_gathered_path(setup, monkeypatch):
+    model, _, context, adapters = setup
+    calls = []
+    for name in ("_add_gathered", "_add_stacked", "_add_grouped"):
+        original = getattr(lora.MultiLoraLinear, name)
+
+        def spy(self, x, out, plan, _name=name, _original=original):
+            calls.append(_name)
+            return _original(self, x, out, plan)
+
+        monkeypatch.setattr(lora.MultiLoraLinear, name, spy)
+    many = [_adapter(f"a{i}", 2 + i % 3, {"up": (IN, HIDDEN)}, seed=i)[0] for i in range(6)]
+    context.set_rows(many, torch.device("cpu"))
+    with torch.inference_mode():
+        model(torch.randn(6, 1, IN))  # a decode step: one token per row
+    assert calls == ["_add_gathered"] * 2
+    calls.clear()
+    context.set_rows(many[:2], torch.device("cpu"))
+    with torch.inference_mode():
+        model(torch.randn(2, 1, IN))
+    assert calls == ["_add_stacked"] * 2
+    calls.clear()
+    context.set_rows(many, torch.device("cpu"))
+    with torch.inference_mode():
+        model(torch.randn(6, 40, IN))  # a long mixed prefill
+    assert calls == ["_add_grouped"] * 2
