@@ -86,7 +86,11 @@ class BatchRunner:
                 self._blocked.clear()
             room = self.max_batch - len(batch) if self.continuous or not batch.rows else 0
             jobs = source.take(
-                room, wait=not batch.rows, skip=self._is_blocked, quota=self._quota(batch)
+                room,
+                wait=not batch.rows,
+                skip=self._is_blocked,
+                quota=self._quota(batch),
+                tokens=self.prefill_chunk_tokens,  # prompt tokens admitted per step
             )
             if jobs is None:
                 return

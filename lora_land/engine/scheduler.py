@@ -49,6 +49,7 @@ class Job:
     events: queue.Queue = field(default_factory=queue.Queue)  # ("delta"|"done"|"error", ...)
     queued_at: float = 0.0  # when it entered the scheduler's queue (the scheduler's clock)
     seq: int = 0  # order of arrival in the scheduler (ties of `queued_at`)
+    group: int = 0  # the `submit` call it came in (jobs submitted together start together)
     stop: threading.Event | None = None  # the caller's cancel (may be shared by several jobs)
     deadline: float | None = None  # time.monotonic() past which the job is stopped
     timed_out: bool = False
@@ -82,6 +83,7 @@ class Scheduler:
         self._clock = clock
         self._queues: dict[str | None, deque[Job]] = {}  # per adapter id, oldest first
         self._arrivals = 0
+        self._submits = 0
         self._cond = threading.Condition()
         self._closed = False
         self._taken: list[Job] = []  # handed to the runner since it was last idle
@@ -121,7 +123,9 @@ class Scheduler:
                     f"{self.max_queue}); try again shortly"
                 )
             now = self._clock()
+            self._submits += 1
             for job in jobs:
+                job.group = self._submits
                 job.queued_at = now
                 job.seq = self._arrivals
                 self._arrivals += 1
@@ -146,10 +150,16 @@ class Scheduler:
         wait: bool,
         skip: Callable[[Job], bool] | None = None,
         quota: Callable[[str | None], int | None] | None = None,
+        tokens: int | None = None,
     ) -> list[Job] | None:
         """Up to `room` waiting jobs, round-robin over adapters (see `admission_order`),
         leaving those `skip` names in place and giving adapter `a` at most `quota(a)` jobs
-        (None: no limit).
+        (None: no limit). With a `tokens` budget (the runner's prefill budget per step, like
+        vLLM's max_num_batched_tokens), the jobs taken hold at most that many prompt tokens
+        in all, except that the first job and the jobs submitted with a taken one (the panes
+        of one Compare, a request's `n` choices) always go: a burst of arrivals joins over a
+        few steps instead of stalling running rows, and a request arriving during it, for
+        one big prefill; a long prompt is then prefilled in chunks (`RunningBatch`).
 
         With `wait` (the runner is idle), block until a job waits; None once closed (the
         runner should return). Without it, return at once unless a job arrived less than
@@ -175,7 +185,7 @@ class Scheduler:
                     ready = self.admission_order(skip, quota)
                 if self._closed:  # `close` has failed what waited
                     return None if wait else []
-            jobs = ready[:room]
+            jobs = _within_budget(ready[:room], tokens)
             chosen = {id(job) for job in jobs}
             for key in {job.request.adapter_id for job in jobs}:
                 self._queues[key] = deque(j for j in self._queues[key] if id(j) not in chosen)
@@ -227,3 +237,18 @@ class Scheduler:
                     job.events.put(("error", e))
                 if closed:
                     return
+
+
+def _within_budget(jobs: list[Job], tokens: int | None) -> list[Job]:
+    """The longest prefix of `jobs` whose prompts fit `tokens` (at least the first job), plus
+    the jobs of the same `submit` calls as those taken."""
+    if tokens is None or tokens <= 0:
+        return jobs
+    taken, used = 0, 0
+    for job in jobs:
+        used += len(job.prompt_ids)
+        if taken and used > tokens:
+            break
+        taken += 1
+    groups = {job.group for job in jobs[:taken]}
+    return jobs[:taken] + [job for job in jobs[taken:] if job.group in groups]

@@ -116,7 +116,7 @@ class _OneCall:
         self._waiting = list(jobs)
         self.max_batch = max_batch
 
-    def take(self, room: int, wait: bool, skip=None, quota=None) -> list[Job] | None:
+    def take(self, room: int, wait: bool, skip=None, quota=None, tokens=None) -> list[Job] | None:
         if not self._waiting:
             return None if wait else []
         jobs: list[Job] = []

@@ -158,7 +158,7 @@ def test_gathered_weights_pad_mixed_ranks_with_zeros_per_row(setup):
 
 
 def test_a_decode_step_over_many_adapters_takes_the_gathered_path(setup, monkeypatch):
-    model, _, context, adapters = setup
+    model, _, context, _ = setup
     calls = []
     for name in ("_add_gathered", "_add_stacked", "_add_grouped"):
         original = getattr(lora.MultiLoraLinear, name)

@@ -96,3 +96,41 @@ def test_the_admission_window_is_measured_on_the_schedulers_clock(scheduler, clo
     _submit(scheduler, clock, "a", "a0")  # the clock now reads 1 s after it was queued
     clock.now += 10.0  # well past the window: take returns without waiting
     assert _names(scheduler.take(4, wait=False)) == ["a0"]
+
+
+def _submit_tokens(scheduler: Scheduler, clock: FakeClock, adapter: str, name: str, n: int):
+    job = Job(GenerationRequest(name, adapter), list(range(n)), 1, "hot", None)
+    scheduler.submit([job])
+    clock.now += 1.0
+    return job
+
+
+def test_a_token_budget_spreads_a_burst_over_steps_in_admission_order(scheduler, clock):
+    for i in range(4):
+        _submit_tokens(scheduler, clock, "flood", f"f{i}", 20)
+    _submit_tokens(scheduler, clock, "quiet", "q0", 10)
+    # while rows decode, a step admits at most 32 prompt tokens: f0 and q0 (round 1), not f1
+    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["f0", "q0"]
+    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["f1"]
+    # a prompt longer than the whole budget still goes (alone; it is prefilled in chunks)
+    _submit_tokens(scheduler, clock, "quiet", "long", 100)
+    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["f2"]
+    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["f3"]
+    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["long"]
+    # no budget (nothing decoding): everything that fits the room
+    for i in range(3):
+        _submit_tokens(scheduler, clock, "flood", f"g{i}", 20)
+    assert _names(scheduler.take(8, wait=False)) == ["g0", "g1", "g2"]
+
+
+def test_jobs_submitted_together_start_together_whatever_the_budget(scheduler, clock):
+    _submit_tokens(scheduler, clock, "flood", "f0", 20)
+    panes = [
+        Job(GenerationRequest(f"p{i}", f"a{i}"), list(range(50)), 1, "hot", None) for i in range(3)
+    ]
+    scheduler.submit(panes)  # one Compare: three contestants
+    clock.now += 1.0
+    _submit_tokens(scheduler, clock, "flood", "f1", 20)
+    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["f0"]
+    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["p0", "p1", "p2"]
+    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["f1"]
