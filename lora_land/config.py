@@ -142,8 +142,8 @@ class Settings:
     # most rows one adapter may hold in a batch, so a flood for one adapter leaves slots for
     # others (queues are per adapter, admitted round-robin either way); 0: no cap
     max_rows_per_adapter: int = 0
-    # "auto" (on a Hugging Face ZeroGPU Space: no worker thread, generation inside
-    # `@spaces.GPU` calls), "on" or "off"
+    # "auto" (on a Hugging Face ZeroGPU Space: no resident worker thread, generation streamed
+    # from `@spaces.GPU` calls), "on" or "off"
     zerogpu: str = "auto"
     # interface the app binds to
     host: str = "127.0.0.1"
