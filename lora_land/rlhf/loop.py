@@ -74,6 +74,7 @@ class LoopConfig:
         for key in ("run_dir", "out", "time_budget_s", "iterations"):
             d.pop(key)
         d["dpo"].pop("measure_before")
+        d["dpo"].pop("bf16")  # a compute choice (recorded per iteration in dpo.json)
         return json.loads(json.dumps(d, default=str))
 
 

@@ -125,3 +125,17 @@ def test_too_few_training_rows_for_fresh_slices_is_refused(config: LoopConfig):
 
     with pytest.raises(UserError, match=r"3 iterations x 400 prompts need 1200 training rows"):
         run_loop(replace(config, iterations=3, prompts=400), reward=LengthReward())
+
+
+def test_the_dpo_precision_does_not_change_what_a_run_resumes():
+    def config(bf16):
+        return LoopConfig(
+            task="glue_qnli",
+            adapter=Path("a"),
+            adapter_id="a",
+            run_dir=Path("r"),
+            dpo=DpoSettings(bf16=bf16),
+        )
+
+    assert config(True).fingerprint() == config(False).fingerprint()
+    assert DpoSettings(bf16=False).use_bf16() is False
