@@ -26,7 +26,7 @@ def test_variant_is_a_small_fp16_adapter_with_its_iteration_table(name: str) -> 
     config = json.loads((directory / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     weights = directory / "adapter_model.safetensors"
-    assert weights.stat().st_size < 2_000_000
+    assert weights.stat().st_size < 4_000_000  # "small": rank <= 16, fp16, about 1-4 MB
     assert all(t.dtype == torch.float16 for t in load_file(weights).values())
     summary = json.loads((directory / SUMMARY_FILE).read_text())
     assert summary["task"] == task and len(summary["curve"]) == summary["iterations"] + 1
