@@ -49,7 +49,7 @@ class Job:
     events: queue.Queue = field(default_factory=queue.Queue)  # ("delta"|"done"|"error", ...)
     queued_at: float = 0.0  # when it entered the scheduler's queue (the scheduler's clock)
     seq: int = 0  # order of arrival in the scheduler (ties of `queued_at`)
-    group: int = 0  # the `submit` call it came in (jobs submitted together start together)
+    group: object = None  # jobs of one group start together (see `Scheduler.submit`)
     stop: threading.Event | None = None  # the caller's cancel (may be shared by several jobs)
     deadline: float | None = None  # time.monotonic() past which the job is stopped
     timed_out: bool = False
@@ -125,7 +125,9 @@ class Scheduler:
             now = self._clock()
             self._submits += 1
             for job in jobs:
-                job.group = self._submits
+                # one group: the jobs of one `submit` call, and jobs that share the caller's
+                # cancel event (`GenerationService.stream_many`: the panes of one Compare)
+                job.group = ("stop", id(job.stop)) if job.stop is not None else self._submits
                 job.queued_at = now
                 job.seq = self._arrivals
                 self._arrivals += 1

@@ -134,3 +134,16 @@ def test_jobs_submitted_together_start_together_whatever_the_budget(scheduler, c
     assert _names(scheduler.take(8, wait=False, tokens=32)) == ["f0"]
     assert _names(scheduler.take(8, wait=False, tokens=32)) == ["p0", "p1", "p2"]
     assert _names(scheduler.take(8, wait=False, tokens=32)) == ["f1"]
+
+
+def test_jobs_that_share_a_cancel_event_start_together_though_submitted_apart(scheduler, clock):
+    import threading
+
+    stop = threading.Event()  # what GenerationService.stream_many gives every pane
+    _submit_tokens(scheduler, clock, "flood", "f0", 20)
+    for i in range(2):
+        job = Job(GenerationRequest(f"p{i}", f"a{i}"), list(range(50)), 1, "hot", None, stop=stop)
+        scheduler.submit([job])
+    clock.now += 1.0
+    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["f0"]
+    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["p0", "p1"]
