@@ -339,7 +339,7 @@ def install(config: LoopConfig, base, curve: list[dict], policy: Path) -> Path:
         "base_name": base.name,
         "base_hub_id": base.hub_id,
         "pi0": config.adapter_id,
-        "config": config.fingerprint(),
+        "config": _portable(config.fingerprint()),
         "iterations": config.iterations,
         "prompt_rows": read_json(Path(config.run_dir) / "config.json").get("prompt_rows"),
         "curve": [{k: v for k, v in r.items() if k != "eval"} | _short_eval(r) for r in curve],
@@ -349,6 +349,14 @@ def install(config: LoopConfig, base, curve: list[dict], policy: Path) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
+
+
+def _portable(fingerprint: dict) -> dict:
+    """The run's settings with paths relative to the project (no machine's directories)."""
+    from lora_land.training.model_card import display_path
+
+    paths = ("adapter", "train_data", "eval_data")
+    return {k: display_path(v) if k in paths and v else v for k, v in fingerprint.items()}
 
 
 def _short_eval(record: dict) -> dict:
