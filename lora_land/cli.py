@@ -298,6 +298,7 @@ def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
             epochs=args.epochs,
             batch_size=args.batch_size,
             max_steps=args.max_steps,
+            sft_weight=args.sft_weight,
         ),
     )
 
@@ -362,6 +363,7 @@ def cmd_reward_model(args: argparse.Namespace, settings: Settings) -> int:
             held_out=args.held_out,
             seed=args.seed,
             max_steps=args.max_steps,
+            sft_weight=args.sft_weight,
         ),
     )
     acc = summary["held_out_accuracy"]
@@ -403,6 +405,12 @@ def _add_rlhf_parsers(sub) -> None:
     r.add_argument("--length-penalty", type=float, default=0.0, help="reward per character")
     r.add_argument("--beta", type=float, default=0.1)
     r.add_argument("--lr", type=float, default=5e-5)
+    r.add_argument(
+        "--sft-weight",
+        type=float,
+        default=0.0,
+        help="weight of an SFT term on the chosen answer beside the DPO loss (RPO; 0: plain DPO)",
+    )
     r.add_argument("--epochs", type=float, default=2.0)
     r.add_argument("--batch-size", type=int, default=8, help="pairs per DPO step")
     r.add_argument("--max-steps", type=int, default=-1, help="cap DPO steps per iteration")

@@ -73,8 +73,13 @@ def write_card(adapter_dir: Path) -> Path:
             "pairs the best with the worst answer (`max_min`, ties skipped"
             + (f", length penalty {c['length_penalty']}/char" if c["length_penalty"] else "")
             + "), and trains",
-            f"DPO with TRL (sigmoid loss, beta {dpo['beta']}, lr {dpo['lr']}, "
-            f"{dpo['epochs']} epochs,",
+            "DPO with TRL (sigmoid loss"
+            + (
+                f" + {dpo['sft_weight']} x SFT on the chosen answer, which the loss columns include"
+                if dpo.get("sft_weight")
+                else ""
+            )
+            + f", beta {dpo['beta']}, lr {dpo['lr']}, {dpo['epochs']} epochs,",
             "LoRA weights only) warm-started from the previous iteration, the reference fixed at",
             "pi_0. Each policy is evaluated greedily on the task's evaluation rows with the",
             f"report's metric (`{metric}`). Prompts: {s.get('prompt_rows') or 'training rows'},",

@@ -35,6 +35,11 @@ class DpoSettings:
     max_length: int = 512  # prompt + answer tokens (long prompts are cut from the start)
     max_steps: int = -1  # caps the steps (tests); -1: epochs decide
     seed: int = 0
+    # Weight of an SFT (negative log-likelihood) term on the chosen answer beside the DPO loss
+    # (TRL loss_type ["sigmoid", "sft"], the RPO recipe of Pang et al. 2024 for verifiable
+    # rewards). 0: plain DPO. With one-token answers plain DPO lowers the likelihood of the
+    # chosen answer too (likelihood displacement); the SFT term keeps it up.
+    sft_weight: float = 0.0
     measure_before: bool = True  # also measure the DPO loss before training
     # bf16 autocast (fp32 LoRA weights and optimizer state): None = where the hardware computes
     # bf16 natively (CUDA with bf16, AVX512-BF16/AMX CPUs), as the zoo's trainer does. On this
@@ -80,6 +85,14 @@ def _load_policy_and_reference(base_source: str, policy_dir: Path, ref_dir: Path
     return tokenizer, policy, reference
 
 
+def _loss(settings: DpoSettings) -> dict:
+    if settings.sft_weight < 0:
+        raise UserError(f"the SFT weight must be >= 0 (got {settings.sft_weight})")
+    if not settings.sft_weight:
+        return {"loss_type": ["sigmoid"]}
+    return {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, settings.sft_weight]}
+
+
 def _dataset(pairs: Sequence[Pair]):
     from datasets import Dataset
 
@@ -108,7 +121,7 @@ def train_dpo(
         args = DPOConfig(
             output_dir=work,
             beta=settings.beta,
-            loss_type=["sigmoid"],
+            **_loss(settings),
             learning_rate=settings.lr,
             num_train_epochs=settings.epochs,
             max_steps=settings.max_steps,

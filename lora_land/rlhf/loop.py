@@ -75,6 +75,8 @@ class LoopConfig:
             d.pop(key)
         d["dpo"].pop("measure_before")
         d["dpo"].pop("bf16")  # a compute choice (recorded per iteration in dpo.json)
+        if not d["dpo"]["sft_weight"]:
+            d["dpo"].pop("sft_weight")  # plain DPO: runs made before the option still resume
         return json.loads(json.dumps(d, default=str))
 
 

@@ -139,3 +139,45 @@ def test_the_dpo_precision_does_not_change_what_a_run_resumes():
 
     assert config(True).fingerprint() == config(False).fingerprint()
     assert DpoSettings(bf16=False).use_bf16() is False
+
+
+def test_an_sft_term_keeps_the_chosen_answer_likelier_than_plain_dpo(
+    tiny_base: Path, tiny_pi0: Path, tmp_path: Path
+):
+    from lora_land.rlhf.dpo import train_dpo
+    from lora_land.rlhf.pairing import Pair
+
+    pairs = [
+        Pair(prompt=f"Review {i}: fine film. Label:", chosen=" positive", rejected=" negative")
+        for i in range(4)
+    ]
+
+    def kl_chosen(sft_weight: float) -> float:
+        settings = DpoSettings(
+            lr=1e-2, batch_size=4, max_steps=1, sft_weight=sft_weight, bf16=False
+        )
+        out = tmp_path / f"sft{sft_weight}"
+        outcome = train_dpo(str(tiny_base), tiny_pi0, tiny_pi0, pairs, out, "t", settings)
+        assert outcome.loss_after < outcome.loss_before  # with the SFT term: the combined loss
+        return outcome.kl_chosen
+
+    # log pi_t(chosen) - log pi_0(chosen): the SFT term pulls the chosen answer up
+    assert kl_chosen(1.0) > kl_chosen(0.0)
+
+
+def test_the_sft_weight_is_part_of_a_run_only_when_set():
+    def config(w):
+        return LoopConfig(
+            task="glue_qnli",
+            adapter=Path("a"),
+            adapter_id="a",
+            run_dir=Path("r"),
+            dpo=DpoSettings(sft_weight=w),
+        )
+
+    assert "sft_weight" not in config(0.0).fingerprint()["dpo"]
+    assert config(1.0).fingerprint()["dpo"]["sft_weight"] == 1.0
+    with pytest.raises(UserError, match="SFT weight must be >= 0"):
+        from lora_land.rlhf.dpo import _loss
+
+        _loss(DpoSettings(sft_weight=-1.0))
