@@ -10,7 +10,10 @@ the load average and thread counts it ran under.
 
 - `decode_tok_s_batch1` (one request with an adapter, greedy, EOS ignored) over
   `roofline_tok_s_batch1` (weight bytes in the serving dtype / read bandwidth measured here):
-  `decode_over_roofline` (target >= 0.6); `hf_generate_tok_s_batch1` for reference;
+  `decode_over_roofline` (target >= 0.6); `hf_generate_tok_s_batch1` (transformers'
+  `generate`, stock linears) for reference; on a CPU served through oneDNN linears (see
+  `lora_land/engine/cpu_linear.py`), `onednn_over_aten_decode`: the same decode with
+  PyTorch's stock linears, runs alternating;
 - `mixed32_over_same32_throughput`: decode tokens/s of 32 rows over 32 distinct adapters vs
   32 rows on one adapter (target >= 0.85); `mixed8_over_same8_throughput` likewise;
 - `concurrent_over_sequential_throughput`: 16 streaming clients over 8 adapters, 64 new
@@ -45,6 +48,7 @@ from bench.engine import make_adapters
 from lora_land.config import Settings
 from lora_land.deployment import AdapterSource, BaseSource, Deployment
 from lora_land.engine.batch import Row, RunningBatch
+from lora_land.engine.cpu_linear import aten_linears
 from lora_land.engine.engine import Engine
 from lora_land.engine.prepare import prepare_embedded_model
 from lora_land.engine.types import GenerationRequest
@@ -98,11 +102,20 @@ def weight_bytes(model: torch.nn.Module) -> int:
     return total
 
 
-def decode_batch1(engine: Engine, adapter_id: str, tokens: int, reps: int = 3) -> float:
-    """Median decode tokens/s of one request (the time after its first token)."""
+def decode_batch1_vs_aten(
+    engine: Engine, adapter_id: str, tokens: int, reps: int = 3
+) -> tuple[float, float | None]:
+    """Median batch-1 decode tokens/s as served, and with PyTorch's stock linears instead of
+    oneDNN's (None when the engine serves stock linears): runs alternate, so drifts in the
+    machine's speed hit both alike."""
     request = GenerationRequest(PROMPT, adapter_id, max_new_tokens=tokens)
-    rates = [engine.generate([request])[0].tokens_per_s for _ in range(reps)]
-    return statistics.median(rates)
+    served, stock = [], []
+    for _ in range(reps):
+        served.append(engine.generate([request])[0].tokens_per_s)
+        with aten_linears(engine.model) as swapped:
+            if swapped:
+                stock.append(engine.generate([request])[0].tokens_per_s)
+    return statistics.median(served), statistics.median(stock) if stock else None
 
 
 def hf_generate_batch1(engine: Engine, tokens: int, reps: int = 3) -> float:
@@ -361,9 +374,15 @@ def measure(engine: Engine, ids: list[str], sizes: Sizes) -> dict:
     out["read_bandwidth_gb_s_best"] = best_bw
     out["weight_bytes"] = nbytes
     out["roofline_tok_s_batch1"] = median_bw * 1e9 / nbytes
-    out["decode_tok_s_batch1"] = decode_batch1(engine, ids[0], sizes.decode_tokens)
+    fast, aten = decode_batch1_vs_aten(engine, ids[0], sizes.decode_tokens)
+    out["cpu_linear"] = "onednn" if aten is not None else "aten"
+    out["decode_tok_s_batch1"] = fast
     out["decode_over_roofline"] = out["decode_tok_s_batch1"] / out["roofline_tok_s_batch1"]
-    out["hf_generate_tok_s_batch1"] = hf_generate_batch1(engine, sizes.decode_tokens)
+    if aten is not None:  # the same engine with PyTorch's stock (BLAS) linears
+        out["decode_tok_s_batch1_aten_linear"] = aten
+        out["onednn_over_aten_decode"] = fast / aten
+    with aten_linears(engine.model):  # transformers' generate as users run it
+        out["hf_generate_tok_s_batch1"] = hf_generate_batch1(engine, sizes.decode_tokens)
     for rows, key in ((sizes.mixed_rows, "mixed32"), (min(8, sizes.mixed_rows), "mixed8")):
         same = decode_throughput(engine, [ids[0]] * rows, sizes.mixed_steps)
         mixed = decode_throughput(engine, ids[:rows], sizes.mixed_steps)

@@ -88,6 +88,8 @@ class Settings:
     device: str = "auto"
     # "auto" (bf16 on CUDA, fp32 on CPU), "float32", "bfloat16" or "float16"
     dtype: str = "auto"
+    # CPU linear layers: "auto" (oneDNN for float32, see engine/cpu_linear.py), "onednn", "aten"
+    cpu_linear: str = "auto"
     # None, "4bit" or "8bit" (bitsandbytes, CUDA only)
     quantization: str | None = None
     # bytes of adapter weights resident next to the base model (batchable slots)
@@ -193,6 +195,7 @@ class Settings:
             adapters_dir_override=Path(adapters_dir) if adapters_dir else None,
             device=_env("LORA_LAND_DEVICE", base.device),
             dtype=_env("LORA_LAND_DTYPE", base.dtype),
+            cpu_linear=_env("LORA_LAND_CPU_LINEAR", base.cpu_linear),
             quantization=quant,
             device_cache_bytes=_env_int("LORA_LAND_DEVICE_CACHE_MB", 64) * _MIB,
             host_cache_bytes=_env_int("LORA_LAND_HOST_CACHE_MB", 512) * _MIB,

@@ -19,6 +19,7 @@ import torch
 
 from lora_land.config import Settings
 from lora_land.deployment import BaseSource
+from lora_land.engine import cpu_linear
 from lora_land.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ def load_base(base: BaseSource, settings: Settings) -> LoadedBase:
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     if quant is None:
         model.to(device)
+        if cpu_linear.wanted(settings.cpu_linear, device, dtype):
+            log.info("%d linear layers through oneDNN", cpu_linear.use_onednn_linears(model))
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     return LoadedBase(model, tokenizer, device, dtype, context_length_of(model.config), source)

@@ -1,0 +1,107 @@
+"""oneDNN linears on a CPU: the same function as nn.Linear, swapped in place, and a way back."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lora_land.engine.cpu_linear import (
+    OneDnnLinear,
+    aten_linears,
+    onednn_available,
+    use_onednn_linears,
+    wanted,
+)
+from lora_land.errors import ConfigError
+
+pytestmark = pytest.mark.skipif(not onednn_available(), reason="PyTorch built without oneDNN")
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(50, 16)
+        self.proj = nn.Linear(16, 24)
+        self.out = nn.Linear(24, 16, bias=False)
+        self.head = nn.Linear(16, 50, bias=False)
+        self.head.weight = self.embed.weight  # tied, as in SmolLM2
+
+    def forward(self, x):
+        return self.head(self.out(F.silu(self.proj(x))))
+
+
+class Subclass(nn.Linear):
+    pass
+
+
+@pytest.mark.parametrize("shape", [(1, 16), (1, 1, 16), (3, 7, 16), (2, 40, 16)])
+def test_same_outputs_as_nn_linear_for_decode_and_prefill_shapes(shape):
+    model = Tiny()
+    x = torch.randn(*shape)
+    with torch.inference_mode():
+        expected = model(x)
+        assert use_onednn_linears(model) == 3
+        got = model(x)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_swap_keeps_parameters_keys_and_tied_weights_and_skips_subclasses():
+    model = Tiny()
+    model.extra = Subclass(16, 16)
+    keys = list(model.state_dict())
+    use_onednn_linears(model)
+    assert type(model.proj) is OneDnnLinear and type(model.head) is OneDnnLinear
+    assert type(model.extra) is Subclass  # quantized layers and wrappers are left alone
+    assert list(model.state_dict()) == keys
+    assert model.head.weight is model.embed.weight
+
+
+def test_gradients_still_flow_through_the_reference_path():
+    model = Tiny()
+    use_onednn_linears(model)
+    x = torch.randn(2, 16, requires_grad=True)
+    model(x).sum().backward()
+    assert model.proj.weight.grad is not None and x.grad is not None
+
+
+def test_aten_baseline_block_swaps_back_and_restores():
+    model = Tiny()
+    use_onednn_linears(model)
+    with aten_linears(model) as n:
+        assert n == 3 and type(model.proj) is nn.Linear
+    assert type(model.proj) is OneDnnLinear
+
+
+def test_setting_picks_onednn_for_float32_cpu_only_and_names_bad_values():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert wanted("auto", cpu, torch.float32)
+    assert not wanted("auto", cpu, torch.bfloat16)  # bf16 linears go through oneDNN already
+    assert wanted("onednn", cpu, torch.bfloat16)
+    assert not wanted("aten", cpu, torch.float32)
+    assert not wanted("auto", cuda, torch.float32)
+    with pytest.raises(ConfigError, match=r"LORA_LAND_CPU_LINEAR must be one of .*'fast'"):
+        wanted("fast", cpu, torch.float32)
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("auto", OneDnnLinear), ("aten", nn.Linear)])
+def test_the_engine_serves_float32_through_onednn_unless_told_not_to(
+    tiny_base_dir, tmp_path, choice, expected
+):
+    from lora_land.engine.engine import Engine
+    from lora_land.engine.types import GenerationRequest
+
+    from .engine_helpers import deployment_for, engine_settings
+
+    settings = engine_settings(tmp_path, dtype="float32", device="cpu", cpu_linear=choice)
+    engine = Engine.from_settings(settings, deployment_for(tiny_base_dir, {}))
+    try:
+        assert type(engine.model.lm_head) is expected
+        assert type(engine.model.model.layers[0].mlp.up_proj) is expected
+        reply = engine.generate([GenerationRequest("hello", None, max_new_tokens=3)])[0]
+        assert reply.completion_tokens == 3 or reply.finish_reason == "stop"
+    finally:
+        engine.close()
