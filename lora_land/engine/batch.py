@@ -166,6 +166,21 @@ class Row:
             self.emitted = upto
 
 
+def shared_prompts(rows: list[Row]) -> tuple[list[Row], list[int] | None]:
+    """(rows to prefill, for each row the index of the prefilled row it copies), None when
+    every prompt differs. Rows with the same prompt tokens and the same adapter (K samples of
+    one prompt, as the RLHF loop samples) are prefilled once and their cache copied."""
+    first: dict[tuple, int] = {}
+    index = [first.setdefault((tuple(r.prompt_ids), id(r.adapter)), len(first)) for r in rows]
+    if len(first) == len(rows):
+        return rows, None
+    unique: list[Row] = [None] * len(first)  # type: ignore[list-item]
+    for row, i in zip(rows, index, strict=True):
+        if unique[i] is None:
+            unique[i] = row
+    return unique, index
+
+
 def _left_pad(rows: list[Row], pad_id: int, device: torch.device):
     width = max(len(r.prompt_ids) for r in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -328,15 +343,20 @@ class RunningBatch:
         if not rows:
             return self._advance_prefills() if not self._rows else []
         cache = new_cache(self.model)
-        input_ids, mask, positions = _left_pad(rows, self.pad_id, self.device)
+        unique, index = shared_prompts(rows)
+        input_ids, mask, positions = _left_pad(unique, self.pad_id, self.device)
         logits = self._forward(
-            self._groups([r.adapter for r in rows]),
+            self._groups([r.adapter for r in unique]),
             input_ids=input_ids,
             attention_mask=mask,
             position_ids=positions,
             past_key_values=cache,
             logits_to_keep=1,
         )
+        if index is not None:  # rows with the same prompt and adapter share one prefill
+            select = torch.tensor(index, dtype=torch.long, device=self.device)
+            cache.batch_select_indices(select)
+            mask, positions, logits = mask[select], positions[select], logits[select]
         self._merge(rows, cache, mask, positions[:, -1:])
         return self._sample(logits, rows)
 

@@ -304,3 +304,31 @@ def test_embedded_model_staggered_rows_match_each_run_alone(
         assert engine.runner.joins >= 1
     finally:
         engine.close()
+
+
+def test_rows_sharing_a_prompt_and_adapter_are_prefilled_once_and_decode_as_alone(engine):
+    from lora_land.engine import batch
+
+    calls = []
+    original = batch.shared_prompts
+
+    def spy(rows):
+        unique, index = original(rows)
+        calls.append((len(rows), len(unique)))
+        return unique, index
+
+    requests = [
+        GenerationRequest(PROMPT, adapter, max_new_tokens=6, temperature=1.0, seed=seed)
+        for adapter in ("tiny/a", "tiny/b")
+        for seed in (1, 2, 3)
+    ] + [GenerationRequest(PROMPT, "tiny/a", max_new_tokens=6)]  # greedy, same prompt
+    alone = [engine.generate([r])[0].text for r in requests]
+    batch.shared_prompts = spy
+    try:
+        together = engine.generate(requests)
+    finally:
+        batch.shared_prompts = original
+    # 7 rows over two admissions (batch of 4): each prefills one prompt per adapter
+    assert sum(n for n, _ in calls) == 7 and sum(u for _, u in calls) <= 4
+    assert [r.text for r in together] == alone
+    assert len({r.text for r in together[:3]}) > 1  # the seeds still differ after the copy
