@@ -287,6 +287,7 @@ def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
         k=args.k,
         reward=args.reward,
         length_penalty=args.length_penalty,
+        balance_pairs=args.balance_pairs,
         max_new_tokens=args.max_new_tokens,
         eval_limit=args.eval_limit,
         eval_max_new_tokens=args.eval_max_new_tokens,
@@ -405,6 +406,11 @@ def _add_rlhf_parsers(sub) -> None:
     r.add_argument("--length-penalty", type=float, default=0.0, help="reward per character")
     r.add_argument("--beta", type=float, default=0.1)
     r.add_argument("--lr", type=float, default=5e-5)
+    r.add_argument(
+        "--balance-pairs",
+        action="store_true",
+        help="as many pairs for each chosen answer (label tasks: no drift of the label prior)",
+    )
     r.add_argument(
         "--sft-weight",
         type=float,

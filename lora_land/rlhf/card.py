@@ -72,6 +72,7 @@ def write_card(adapter_dir: Path) -> Path:
             f"(`{c['reward']}`: {'the task metric against the gold target' if c['reward'] == 'metric' else 'a reward model'}),",  # noqa: E501
             "pairs the best with the worst answer (`max_min`, ties skipped"
             + (f", length penalty {c['length_penalty']}/char" if c["length_penalty"] else "")
+            + (", pairs balanced over the chosen answers" if c.get("balance_pairs") else "")
             + "), and trains",
             "DPO with TRL (sigmoid loss"
             + (

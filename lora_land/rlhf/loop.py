@@ -32,7 +32,7 @@ from lora_land.errors import UserError
 from lora_land.evaluation.stats import bootstrap_mean, paired_difference
 from lora_land.evaluation.tasks import load_task, read_rows
 from lora_land.rlhf.dpo import DpoSettings
-from lora_land.rlhf.pairing import max_min_pairs, read_samples, write_jsonl
+from lora_land.rlhf.pairing import balance_chosen, max_min_pairs, read_samples, write_jsonl
 from lora_land.rlhf.rewards import Reward
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class LoopConfig:
     k: int = 8
     reward: str = "metric"  # "metric" or a reward-model directory
     length_penalty: float = 0.0
+    balance_pairs: bool = False  # as many pairs per chosen answer (label tasks), see pairing
     max_new_tokens: int = 128  # when sampling
     eval_max_new_tokens: int = 256  # the report's decoding
     eval_limit: int = 0  # first N evaluation rows only (0: all)
@@ -75,6 +76,8 @@ class LoopConfig:
             d.pop(key)
         d["dpo"].pop("measure_before")
         d["dpo"].pop("bf16")  # a compute choice (recorded per iteration in dpo.json)
+        if not d["balance_pairs"]:
+            d.pop("balance_pairs")  # runs made before the option still resume
         if not d["dpo"]["sft_weight"]:
             d["dpo"].pop("sft_weight")  # plain DPO: runs made before the option still resume
         return json.loads(json.dumps(d, default=str))
@@ -257,13 +260,18 @@ def run_loop(
             samples = _sample_and_score(settings, base, task, rows, t, policy, reward, config)
             write_jsonl(samples_path, samples)
         pairing = max_min_pairs(samples, config.length_penalty)
+        if config.balance_pairs:
+            pairing = balance_chosen(pairing, seed=config.seed + t)
         write_jsonl(it_dir / "pairs.jsonl", pairing.pairs)
         log.info(
-            "iteration %d: %d prompts, %d pairs, %d skipped (all answers tied)",
+            "iteration %d: %d prompts, %d pairs, %d skipped (all answers tied)%s",
             t,
             pairing.prompts,
             len(pairing.pairs),
             pairing.skipped_ties,
+            f", {pairing.dropped_to_balance} left out to balance the chosen answers"
+            if config.balance_pairs
+            else "",
         )
         if clock.out_of_time():
             result.stopped = f"time budget ({config.time_budget_s:.0f} s) in iteration {t}"
@@ -287,6 +295,7 @@ def run_loop(
             "samples": len(samples),
             "pairs": len(pairing.pairs),
             "skipped_ties": pairing.skipped_ties,
+            "dropped_to_balance": pairing.dropped_to_balance,
             "reward_mean": _mean([s.reward for s in samples]),
             "reward_chosen": _mean([p.reward_chosen for p in pairing.pairs]),
             "reward_rejected": _mean([p.reward_rejected for p in pairing.pairs]),

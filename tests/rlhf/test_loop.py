@@ -176,6 +176,10 @@ def test_the_sft_weight_is_part_of_a_run_only_when_set():
         )
 
     assert "sft_weight" not in config(0.0).fingerprint()["dpo"]
+    assert "balance_pairs" not in config(0.0).fingerprint()
+    from dataclasses import replace
+
+    assert replace(config(0.0), balance_pairs=True).fingerprint()["balance_pairs"] is True
     assert config(1.0).fingerprint()["dpo"]["sft_weight"] == 1.0
     with pytest.raises(UserError, match="SFT weight must be >= 0"):
         from lora_land.rlhf.dpo import _loss

@@ -86,3 +86,18 @@ def test_loop_prompts_come_from_training_rows_never_the_evaluation_rows(samples_
     given = tmp_path / "rows.jsonl"
     given.write_text('{"sentence": "x", "target": "1"}\n')
     assert training_rows("glue_sst2", given) == ([{"sentence": "x", "target": "1"}], str(given))
+
+
+def test_balancing_keeps_as_many_pairs_for_each_chosen_label_as_the_rarest_has():
+    from lora_land.rlhf.pairing import Pair, Pairing, balance_chosen
+
+    pairs = [Pair(f"p{i}", " 1", " 0", 1.0, 0.0) for i in range(5)]
+    pairs += [Pair(f"q{i}", "0", "1", 1.0, 0.0) for i in range(2)]
+    balanced = balance_chosen(Pairing(pairs, prompts=9, skipped_ties=2), seed=3)
+    chosen = [p.chosen.strip() for p in balanced.pairs]
+    assert chosen.count("1") == chosen.count("0") == 2
+    assert balanced.dropped_to_balance == 3 and balanced.prompts == 9
+    assert [p for p in pairs if p in balanced.pairs] == balanced.pairs  # order kept
+    assert balance_chosen(Pairing(pairs, 9, 2), seed=3) == balanced  # seeded
+    one_label = Pairing(pairs[:5], 5, 0)
+    assert balance_chosen(one_label) is one_label  # nothing to balance against
