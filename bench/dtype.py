@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> dict:
             torch_version=torch.__version__,
             cpu_bf16=results["cpu_bf16"],
         )
-        results["record"] = str(save_record(settings.cache_dir, record))
+        saved = save_record(settings.cache_dir, record)
+        results["record"] = str(saved).replace(str(Path.home()), "~")  # no machine paths
         results["auto_chooses"] = "bfloat16" if record.accepted else "float32"
     write_results("dtype", results)
     return results
