@@ -230,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     if args.command == "step":
+        # The zoo's figures are measured in float32 whatever `LORA_LAND_DTYPE=auto` would pick on
+        # this machine (a bf16 record from `bench.dtype`), so the records do not depend on it.
+        os.environ.setdefault("LORA_LAND_DTYPE", "float32")
         threads = stage_threads()
         torch.set_num_threads(threads)
         log.info("(%d thread%s, 1-min load %.1f)", threads, "s"[: threads - 1], os.getloadavg()[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from lora_land.evaluation.scored import ScoredRun, paired_lift, score_rows
@@ -151,3 +152,16 @@ def test_the_comparison_tasks_record_still_names_the_recipe_for_the_others(tmp_p
 def test_the_default_queue_keeps_its_records_in_git():
     assert queue.records_dir() == queue.RECORDS_DIR
     assert queue.RECORDS_DIR.relative_to(queue.PROJECT_ROOT).parts[0] == "leaderboards"
+
+
+def test_a_stage_measures_in_float32_unless_the_dtype_is_set(monkeypatch, tmp_path: Path):
+    seen = []
+    monkeypatch.setattr(queue, "step", lambda runs: seen.append(os.environ["LORA_LAND_DTYPE"]) or 3)
+    import torch
+
+    monkeypatch.setattr(queue, "stage_threads", torch.get_num_threads)  # leaves them as they are
+    monkeypatch.delenv("LORA_LAND_DTYPE", raising=False)
+    assert queue.main(["step", "--runs", str(tmp_path)]) == queue.ALL_DONE
+    monkeypatch.setenv("LORA_LAND_DTYPE", "bfloat16")
+    queue.main(["step", "--runs", str(tmp_path)])
+    assert seen == ["float32", "bfloat16"]  # a bf16 record from bench.dtype is not consulted
