@@ -364,7 +364,6 @@ def cmd_reward_model(args: argparse.Namespace, settings: Settings) -> int:
             held_out=args.held_out,
             seed=args.seed,
             max_steps=args.max_steps,
-            sft_weight=args.sft_weight,
         ),
     )
     acc = summary["held_out_accuracy"]
