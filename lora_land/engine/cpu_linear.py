@@ -50,8 +50,10 @@ def wanted(choice: str, device: torch.device, dtype: torch.dtype) -> bool:
     """Whether the engine should serve through oneDNN linears (`choice` from settings)."""
     if choice not in CHOICES:
         raise ConfigError(f"LORA_LAND_CPU_LINEAR must be one of {list(CHOICES)}, got {choice!r}")
-    if choice == "aten" or device.type != "cpu" or not onednn_available():
-        if choice == "onednn" and device.type == "cpu" and not onednn_available():
+    if choice == "aten" or device.type != "cpu":
+        return False
+    if not onednn_available():
+        if choice == "onednn":
             log.warning("oneDNN's linear op is not in this PyTorch build; using aten linears")
         return False
     return choice == "onednn" or dtype == torch.float32

@@ -127,17 +127,16 @@ def test_too_few_training_rows_for_fresh_slices_is_refused(config: LoopConfig):
         run_loop(replace(config, iterations=3, prompts=400), reward=LengthReward())
 
 
-def test_the_dpo_precision_does_not_change_what_a_run_resumes():
-    def config(bf16):
-        return LoopConfig(
-            task="glue_qnli",
-            adapter=Path("a"),
-            adapter_id="a",
-            run_dir=Path("r"),
-            dpo=DpoSettings(bf16=bf16),
-        )
+def _settings_only(dpo: DpoSettings, **loop) -> LoopConfig:
+    """A loop config for fingerprint checks: fixed paths, the given settings."""
+    return LoopConfig(
+        task="glue_qnli", adapter=Path("a"), adapter_id="a", run_dir=Path("r"), dpo=dpo, **loop
+    )
 
-    assert config(True).fingerprint() == config(False).fingerprint()
+
+def test_the_dpo_precision_does_not_change_what_a_run_resumes():
+    same = _settings_only(DpoSettings(bf16=True)).fingerprint()
+    assert same == _settings_only(DpoSettings(bf16=False)).fingerprint()
     assert DpoSettings(bf16=False).use_bf16() is False
 
 
@@ -165,22 +164,12 @@ def test_an_sft_term_keeps_the_chosen_answer_likelier_than_plain_dpo(
     assert kl_chosen(1.0) > kl_chosen(0.0)
 
 
-def test_the_sft_weight_is_part_of_a_run_only_when_set():
-    def config(w):
-        return LoopConfig(
-            task="glue_qnli",
-            adapter=Path("a"),
-            adapter_id="a",
-            run_dir=Path("r"),
-            dpo=DpoSettings(sft_weight=w),
-        )
-
-    assert "sft_weight" not in config(0.0).fingerprint()["dpo"]
-    assert "balance_pairs" not in config(0.0).fingerprint()
-    from dataclasses import replace
-
-    assert replace(config(0.0), balance_pairs=True).fingerprint()["balance_pairs"] is True
-    assert config(1.0).fingerprint()["dpo"]["sft_weight"] == 1.0
+def test_the_sft_weight_and_pair_balancing_are_part_of_a_run_only_when_set():
+    plain = _settings_only(DpoSettings()).fingerprint()
+    assert "sft_weight" not in plain["dpo"] and "balance_pairs" not in plain
+    assert _settings_only(DpoSettings(sft_weight=1.0)).fingerprint()["dpo"]["sft_weight"] == 1.0
+    balanced = _settings_only(DpoSettings(), balance_pairs=True).fingerprint()
+    assert balanced["balance_pairs"] is True
     with pytest.raises(UserError, match="SFT weight must be >= 0"):
         from lora_land.rlhf.dpo import _loss
 
