@@ -91,6 +91,7 @@ class BatchRunner:
                 skip=self._is_blocked,
                 quota=self._quota(batch),
                 tokens=self.prefill_chunk_tokens,  # prompt tokens admitted per step
+                held=self._held(batch).__getitem__,  # fewest running rows first
             )
             if jobs is None:
                 return
@@ -114,12 +115,16 @@ class BatchRunner:
         if gone:
             self._advance(batch, batch._drop_finished)
 
+    def _held(self, batch: RunningBatch) -> Counter:
+        """Rows per adapter id in the batch (running or prefilling)."""
+        return Counter(self._jobs[id(row)].request.adapter_id for row in batch.rows)
+
     def _quota(self, batch: RunningBatch) -> Callable[[str | None], int] | None:
         """How many more rows each adapter may take (the per-adapter cap), or None."""
         cap = self.max_rows_per_adapter
         if cap <= 0:
             return None
-        held = Counter(self._jobs[id(row)].request.adapter_id for row in batch.rows)
+        held = self._held(batch)
         return lambda adapter_id: cap - held[adapter_id]
 
     def _is_blocked(self, job: Job) -> bool:

@@ -5,15 +5,18 @@ running the engine's runner, which calls `take` at every decode-step boundary fo
 jobs as its batch has room for (continuous batching). The queue is one FIFO per adapter
 (LoRAX's fairness idea): `take` admits round-robin, one job per adapter per round, rounds
 ordered by the age of each adapter's oldest waiting job, so a flood of requests for one
-adapter cannot starve the others; a `quota` per adapter (the runner's cap on rows one
-adapter may hold) bounds what a round may give it. A short admission window lets jobs
+adapter cannot starve the others. Rows already running count as rounds already served
+(`held`): an adapter holding twelve rows gets its next job after every adapter holding fewer
+has had one, so a request for a quiet adapter goes ahead of a flood's queued jobs and is not
+left for the next step by the token budget. A `quota` per adapter (the runner's cap on rows
+one adapter may hold) bounds what a round may give it. A short admission window lets jobs
 submitted a few milliseconds apart start in the same step: once a job waits, `take` holds on
 until the oldest waiting job has waited `admit_window_s` or enough jobs wait to fill the
 room, so a lone request waits at most that long. Jobs the runner cannot start yet (their
 adapter does not fit the device tier while other adapters are held) stay in the queue, in
 order (`skip`), or are put back at its front. Every event for a job (text deltas, the final
-result, an error) goes through its own `events` queue, which is what `generate` and
-`stream` read.
+result, an error) goes through its own `events` queue, which is what `generate` and `stream`
+read.
 
 The scheduler knows nothing about models or adapters: it moves jobs.
 """
@@ -153,11 +156,13 @@ class Scheduler:
         skip: Callable[[Job], bool] | None = None,
         quota: Callable[[str | None], int | None] | None = None,
         tokens: int | None = None,
+        held: Callable[[str | None], int] | None = None,
     ) -> list[Job] | None:
         """Up to `room` waiting jobs, round-robin over adapters (see `admission_order`),
         leaving those `skip` names in place and giving adapter `a` at most `quota(a)` jobs
-        (None: no limit). With a `tokens` budget (the runner's prefill budget per step, like
-        vLLM's max_num_batched_tokens), the jobs taken hold at most that many prompt tokens
+        (None: no limit); `held(a)` is the rows adapter `a` already runs. With a `tokens`
+        budget (the runner's prefill budget per step, like vLLM's max_num_batched_tokens),
+        the jobs taken hold at most that many prompt tokens
         in all, except that the first job and the jobs submitted with a taken one (the panes
         of one Compare, a request's `n` choices) always go: a burst of arrivals joins over a
         few steps instead of stalling running rows, and a request arriving during it, for
@@ -176,7 +181,7 @@ class Scheduler:
             if room <= 0:
                 return []
             self._cull()
-            ready = self.admission_order(skip, quota)
+            ready = self.admission_order(skip, quota, held)
             if ready:
                 deadline = min(job.queued_at for job in ready) + self.admit_window_s
                 while len(ready) < room and not self._closed:
@@ -184,7 +189,7 @@ class Scheduler:
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
-                    ready = self.admission_order(skip, quota)
+                    ready = self.admission_order(skip, quota, held)
                 if self._closed:  # `close` has failed what waited
                     return None if wait else []
             jobs = _within_budget(ready[:room], tokens)
@@ -199,22 +204,21 @@ class Scheduler:
         self,
         skip: Callable[[Job], bool] | None = None,
         quota: Callable[[str | None], int | None] | None = None,
+        held: Callable[[str | None], int] | None = None,
     ) -> list[Job]:
-        """Every job that may start now, in the order `take` admits them: round k holds the
-        k-th ready job of each adapter, rounds in order, each round oldest first."""
-        per_adapter: list[list[Job]] = []
+        """Every job that may start now, in the order `take` admits them: the k-th ready job
+        of adapter `a` is in round `held(a) + k` (its running rows count as rounds served),
+        rounds in order, each round oldest first."""
+        ranked: list[tuple[int, float, int, Job]] = []
         for key, waiting in self._queues.items():
             ready = [job for job in waiting if skip is None or not skip(job)]
             limit = quota(key) if quota is not None else None
             if limit is not None:
                 ready = ready[: max(0, limit)]
-            if ready:
-                per_adapter.append(ready)
-        order: list[Job] = []
-        for k in range(max((len(jobs) for jobs in per_adapter), default=0)):
-            this_round = [jobs[k] for jobs in per_adapter if k < len(jobs)]
-            order += sorted(this_round, key=lambda job: (job.queued_at, job.seq))
-        return order
+            served = held(key) if held is not None else 0
+            ranked += [(served + k, job.queued_at, job.seq, job) for k, job in enumerate(ready)]
+        ranked.sort(key=lambda item: item[:3])
+        return [job for *_, job in ranked]
 
     def put_back(self, jobs: list[Job]) -> None:
         """Return jobs the runner could not start to the front of their queues, in order."""

@@ -149,7 +149,9 @@ class _OneCall:
         self.max_batch = max_batch
         self._boundary = boundary
 
-    def take(self, room: int, wait: bool, skip=None, quota=None, tokens=None) -> list[Job] | None:
+    def take(
+        self, room: int, wait: bool, skip=None, quota=None, tokens=None, held=None
+    ) -> list[Job] | None:
         if self._boundary is not None:
             self._boundary()
         if not self._waiting:

@@ -147,3 +147,29 @@ def test_jobs_that_share_a_cancel_event_start_together_though_submitted_apart(sc
     clock.now += 1.0
     assert _names(scheduler.take(8, wait=False, tokens=32)) == ["f0"]
     assert _names(scheduler.take(8, wait=False, tokens=32)) == ["p0", "p1"]
+
+
+def test_running_rows_count_as_rounds_served(scheduler, clock):
+    for i in range(3):
+        _submit_tokens(scheduler, clock, "flood", f"f{i}", 20)
+    _submit_tokens(scheduler, clock, "quiet", "q0", 20)
+    _submit_tokens(scheduler, clock, "quiet", "q1", 20)
+    running = {"flood": 2, "quiet": 0}  # the batch already decodes two flood rows
+    # quiet's jobs are in rounds 0 and 1, the flood's oldest in round 2: quiet goes first,
+    # though its jobs are younger, and the 32-token budget of the step goes to it
+    assert _names(scheduler.admission_order(held=running.__getitem__)) == [
+        "q0",
+        "q1",
+        "f0",
+        "f1",
+        "f2",
+    ]
+    assert _names(scheduler.take(8, wait=False, tokens=32, held=running.__getitem__)) == ["q0"]
+    running["quiet"] = 1
+    # quiet's next job (round 1) still goes ahead of the flood's (round 2)
+    assert _names(scheduler.take(8, wait=False, tokens=32, held=running.__getitem__)) == ["q1"]
+    running["quiet"] = 2
+    # a tie (both in round 2): the oldest head goes first
+    assert _names(scheduler.take(8, wait=False, tokens=32, held=running.__getitem__)) == ["f0"]
+    # without running rows it is the plain round-robin by age
+    assert _names(scheduler.admission_order()) == ["f1", "f2"]
