@@ -13,7 +13,10 @@ the load average and thread counts it ran under.
   `decode_over_roofline` (target >= 0.6); `hf_generate_tok_s_batch1` (transformers'
   `generate`, stock linears) for reference; on a CPU served through oneDNN linears (see
   `lora_land/engine/cpu_linear.py`), `onednn_over_aten_decode`: the same decode with
-  PyTorch's stock linears, runs alternating;
+  PyTorch's stock linears, runs alternating; `linears_only_tok_s_batch1` runs only the
+  model's linear layers in order on one token (`linears_only_over_roofline`: how close the
+  matmuls come to the bandwidth limit; `decode_over_linears_only`: what the rest of a step
+  costs);
 - `mixed32_over_same32_throughput`: decode tokens/s of 32 rows over 32 distinct adapters vs
   32 rows on one adapter (target >= 0.85); `mixed8_over_same8_throughput` likewise;
 - `concurrent_over_sequential_throughput`: 16 streaming clients over 8 adapters, 64 new
@@ -101,6 +104,28 @@ def weight_bytes(model: torch.nn.Module) -> int:
             seen.add(param.data_ptr())
             total += param.numel() * param.element_size()
     return total
+
+
+def linears_only_tok_s(model: torch.nn.Module, reps: int = 10) -> tuple[float, float]:
+    """(tokens/s, GB/s) of running only the model's linear layers, in model order, on one
+    token: the decode rate if attention, norms and Python cost nothing. Set against the
+    roofline it says how far the matmuls themselves are from the bandwidth limit; set
+    against the real decode, what the rest of a step costs."""
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]  # LoRA's bases
+    dtype = next(model.parameters()).dtype
+    inputs = {n: torch.randn(1, 1, n, dtype=dtype) for n in {m.in_features for m in linears}}
+    nbytes = sum(m.weight.numel() * m.weight.element_size() for m in linears)
+    with torch.inference_mode():
+        for m in linears:  # warm: oneDNN primitives made
+            m(inputs[m.in_features])
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            for m in linears:
+                m(inputs[m.in_features])
+            times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    return 1.0 / seconds, nbytes / seconds / 1e9
 
 
 def decode_batch1_vs_aten(
@@ -378,10 +403,15 @@ def measure(engine: Engine, ids: list[str], sizes: Sizes) -> dict:
     out["read_bandwidth_gb_s_best"] = best_bw
     out["weight_bytes"] = nbytes
     out["roofline_tok_s_batch1"] = median_bw * 1e9 / nbytes
+    linears_tok_s, linears_gb_s = linears_only_tok_s(engine.model)
+    out["linears_only_tok_s_batch1"] = linears_tok_s
+    out["linears_only_read_gb_s"] = linears_gb_s
+    out["linears_only_over_roofline"] = linears_tok_s / out["roofline_tok_s_batch1"]
     fast, aten = decode_batch1_vs_aten(engine, ids[0], sizes.decode_tokens)
     out["cpu_linear"] = "onednn" if aten is not None else "aten"
     out["decode_tok_s_batch1"] = fast
     out["decode_over_roofline"] = out["decode_tok_s_batch1"] / out["roofline_tok_s_batch1"]
+    out["decode_over_linears_only"] = fast / linears_tok_s
     if aten is not None:  # the same engine with PyTorch's stock (BLAS) linears
         out["decode_tok_s_batch1_aten_linear"] = aten
         out["onednn_over_aten_decode"] = fast / aten

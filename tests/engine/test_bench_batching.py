@@ -15,6 +15,9 @@ FIGURES = (
     "decode_tok_s_batch1",
     "roofline_tok_s_batch1",
     "decode_over_roofline",
+    "linears_only_tok_s_batch1",
+    "linears_only_over_roofline",
+    "decode_over_linears_only",
     "hf_generate_tok_s_batch1",
     "mixed32_over_same32_throughput",
     "mixed8_over_same8_throughput",
@@ -41,3 +44,18 @@ def test_quick_bench_writes_every_figure_with_the_load_it_ran_under(
         assert results["decode_tok_s_batch1_aten_linear"] > 0
     assert len(results["load_before"]) == 3 and results["torch_threads"] >= 1
     assert results["long_prompt_tokens"] >= batching.Sizes.pick(True).long_prompt_tokens * 0.9
+
+
+def test_linears_only_reads_each_linear_weight_once_per_token():
+    import torch
+
+    from lora_land.engine.lora import LoraContext, attach_lora
+
+    model = torch.nn.Sequential(
+        torch.nn.Linear(8, 16, bias=False), torch.nn.Linear(16, 8, bias=False)
+    )
+    attach_lora(model, ["0"], LoraContext())  # a wrapped layer counts once, as its base
+    tok_s, gb_s = batching.linears_only_tok_s(model, reps=3)
+    weight_bytes = (8 * 16 + 16 * 8) * 4
+    assert tok_s > 0
+    assert gb_s == pytest.approx(tok_s * weight_bytes / 1e9)
