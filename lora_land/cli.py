@@ -269,7 +269,9 @@ def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(
             f"--adapter {args.adapter!r} is for task {source.task!r}, not {args.task!r}"
         )
-    if args.out:
+    if args.eval_on == "dev":
+        out = None  # a run that chooses options is not installed, nor recorded
+    elif args.out:
         out = Path(args.out)
     elif base.name == EMBEDDED_BASE:
         out = ZOO_DIR / f"{args.task}@dpo"
@@ -290,6 +292,7 @@ def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
         balance_pairs=args.balance_pairs,
         max_new_tokens=args.max_new_tokens,
         eval_limit=args.eval_limit,
+        eval_split=args.eval_on,
         eval_max_new_tokens=args.eval_max_new_tokens,
         seed=args.seed,
         time_budget_s=args.time_budget * 60,
@@ -322,6 +325,9 @@ def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
     result = run_loop(config, settings, on_record=show)
     if result.stopped:
         print(f"stopped: {result.stopped}; run again with the same options to resume")
+        return 0
+    if result.installed is None:
+        print("measured on the dev split: not installed (run without --eval-on dev to install)")
         return 0
     print(f"installed {result.installed}")
     if result.installed and not args.eval_limit and not args.no_record:
@@ -421,6 +427,13 @@ def _add_rlhf_parsers(sub) -> None:
     r.add_argument("--max-steps", type=int, default=-1, help="cap DPO steps per iteration")
     r.add_argument("--max-new-tokens", type=int, default=128, help="when sampling")
     r.add_argument("--eval-limit", type=int, default=0, help="first N evaluation rows only")
+    r.add_argument(
+        "--eval-on",
+        choices=("eval", "dev"),
+        default="eval",
+        help="measure each policy on the evaluation rows, or on the zoo's dev split to choose "
+        "options (dev runs are not installed)",
+    )
     r.add_argument("--eval-max-new-tokens", type=int, default=256)
     r.add_argument("--time-budget", type=float, default=0, help="minutes (0: none)")
     r.add_argument("--run-dir", help="iteration files (default runs/rlhf/TASK); resumable")

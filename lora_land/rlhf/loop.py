@@ -65,6 +65,7 @@ class LoopConfig:
     eval_limit: int = 0  # first N evaluation rows only (0: all)
     train_data: Path | None = None  # default: shared/data/samples/train/<task>.jsonl
     eval_data: Path | None = None  # default: shared/data/samples/<task>.jsonl
+    eval_split: str = "eval"  # "dev": measure on the zoo's dev split (to choose options)
     seed: int = 0
     time_budget_s: float = 0.0  # 0: no budget
     dpo: DpoSettings = field(default_factory=DpoSettings)
@@ -78,6 +79,8 @@ class LoopConfig:
         d["dpo"].pop("bf16")  # a compute choice (recorded per iteration in dpo.json)
         if not d["balance_pairs"]:
             d.pop("balance_pairs")  # runs made before the option still resume
+        if d["eval_split"] == "eval":
+            d.pop("eval_split")  # runs made before the option still resume
         if not d["dpo"]["sft_weight"]:
             d["dpo"].pop("sft_weight")  # plain DPO: runs made before the option still resume
         return json.loads(json.dumps(d, default=str))
@@ -99,13 +102,26 @@ def prompts_per_iteration(config: LoopConfig, task: Task) -> int:
 def training_rows(task: str, train_data: Path | None = None) -> tuple[list[dict], str]:
     """(rows the loop takes prompts from, where they come from): `train_data` if given, else
     the TRAIN part of the zoo's seeded train/dev split (never dev, never the evaluation rows)."""
+    from lora_land.training.split import load_split
+
     if train_data is not None:
         return read_rows(train_data), str(train_data)
-    try:
-        from lora_land.training.split import load_split
-    except ImportError:  # TODO(issue 10): drop this fallback once its split module is on main
-        return read_rows(SAMPLES_DIR / "train" / f"{task}.jsonl"), "train file (no split module)"
     return load_split(task).train, "train part of the train/dev split"
+
+
+def evaluation_rows(config: LoopConfig, task: str) -> list[dict]:
+    """The rows each policy is measured on: the task's evaluation rows (`eval_data`), or with
+    `eval_split="dev"` the DEV part of the zoo's split, disjoint from the prompts the loop
+    trains on: options are chosen there, then measured once on the evaluation rows."""
+    from lora_land.training.split import load_split
+
+    if config.eval_split == "dev":
+        rows = load_split(task).dev
+    elif config.eval_split == "eval":
+        rows = read_rows(config.eval_data or SAMPLES_DIR / f"{task}.jsonl")
+    else:
+        raise UserError(f"eval_split must be 'eval' or 'dev', not {config.eval_split!r}")
+    return rows[: config.eval_limit or None]
 
 
 def prompt_slices(rows: list[dict], per_iteration: int, iterations: int, seed: int) -> list:
@@ -216,8 +232,7 @@ def run_loop(
     task = load_task(config.task)
     base = resolve_base(config.base, settings)
     train_rows, prompt_source = training_rows(task.name, config.train_data)
-    eval_rows = read_rows(config.eval_data or SAMPLES_DIR / f"{task.name}.jsonl")
-    eval_rows = eval_rows[: config.eval_limit or None]
+    eval_rows = evaluation_rows(config, task.name)
     per_iteration = prompts_per_iteration(config, task)
     slices = prompt_slices(train_rows, per_iteration, config.iterations, config.seed)
     run_dir = Path(config.run_dir)

@@ -38,6 +38,24 @@ def test_rlhf_cli_runs_one_iteration_and_installs_the_variant(
     assert (out / "adapter_model.safetensors").read_bytes()
 
 
+def test_rlhf_on_the_dev_split_measures_there_and_installs_nothing(
+    tiny_base: Path, tiny_pi0: Path, tmp_path: Path, capsys
+):
+    out = tmp_path / "glue_sst2@dpo"
+    argv = [
+        "rlhf", "--task", "glue_sst2", "--base", str(tiny_base), "--adapter", str(tiny_pi0),
+        "--iterations", "1", "--prompts", "2", "--k", "2", "--max-new-tokens", "3",
+        "--eval-on", "dev", "--eval-limit", "3", "--eval-max-new-tokens", "2",
+        "--max-steps", "1", "--run-dir", str(tmp_path / "run"), "--out", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "(n=3)" in printed and "measured on the dev split: not installed" in printed
+    assert not out.exists()
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["eval_split"] == "dev"
+
+
 def test_rlhf_background_detaches_and_logs(tmp_path: Path, capsys):
     run_dir = tmp_path / "run"
     assert main(["rlhf", "--task", "nope", "--run-dir", str(run_dir), "--background"]) == 0

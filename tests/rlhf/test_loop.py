@@ -174,3 +174,31 @@ def test_the_sft_weight_and_pair_balancing_are_part_of_a_run_only_when_set():
         from lora_land.rlhf.dpo import _loss
 
         _loss(DpoSettings(sft_weight=-1.0))
+
+
+def test_a_dev_run_measures_on_the_dev_split_never_on_prompts_it_trains_on():
+    from lora_land.rlhf.loop import evaluation_rows, training_rows
+    from lora_land.training.split import load_split
+
+    dev_config = _settings_only(DpoSettings(), eval_split="dev")
+    dev = evaluation_rows(dev_config, "glue_qnli")
+    assert dev == load_split("glue_qnli").dev and len(dev) >= 100
+    train, _ = training_rows("glue_qnli")
+    assert not {json.dumps(r, sort_keys=True) for r in dev} & {
+        json.dumps(r, sort_keys=True) for r in train
+    }
+    evaluation = evaluation_rows(_settings_only(DpoSettings()), "glue_qnli")
+    assert len(evaluation) == 50 and evaluation != dev[:50]
+    assert (
+        len(
+            evaluation_rows(
+                _settings_only(DpoSettings(), eval_limit=7, eval_split="dev"), "glue_qnli"
+            )
+        )
+        == 7
+    )
+    # part of what a run resumes only when set (older runs still resume)
+    assert dev_config.fingerprint()["eval_split"] == "dev"
+    assert "eval_split" not in _settings_only(DpoSettings()).fingerprint()
+    with pytest.raises(UserError, match="eval_split must be 'eval' or 'dev'"):
+        evaluation_rows(_settings_only(DpoSettings(), eval_split="test"), "glue_qnli")
