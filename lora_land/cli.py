@@ -290,6 +290,7 @@ def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
         reward=args.reward,
         length_penalty=args.length_penalty,
         balance_pairs=args.balance_pairs,
+        max_length_ratio=args.max_length_ratio,
         max_new_tokens=args.max_new_tokens,
         eval_limit=args.eval_limit,
         eval_split=args.eval_on,
@@ -415,6 +416,13 @@ def _add_rlhf_parsers(sub) -> None:
         "--balance-pairs",
         action="store_true",
         help="as many pairs for each chosen answer (label tasks: no drift of the label prior)",
+    )
+    r.add_argument(
+        "--max-length-ratio",
+        type=float,
+        default=0.0,
+        help="pair the best answer with the worst one within this factor of its length, e.g. "
+        "1.2 (no length drift; 0: the worst of all)",
     )
     r.add_argument(
         "--sft-weight",

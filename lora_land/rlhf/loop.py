@@ -60,6 +60,7 @@ class LoopConfig:
     reward: str = "metric"  # "metric" or a reward-model directory
     length_penalty: float = 0.0
     balance_pairs: bool = False  # as many pairs per chosen answer (label tasks), see pairing
+    max_length_ratio: float = 0.0  # rejected within this length factor of chosen (0: off)
     max_new_tokens: int = 128  # when sampling
     eval_max_new_tokens: int = 256  # the report's decoding
     eval_limit: int = 0  # first N evaluation rows only (0: all)
@@ -79,6 +80,8 @@ class LoopConfig:
         d["dpo"].pop("bf16")  # a compute choice (recorded per iteration in dpo.json)
         if not d["balance_pairs"]:
             d.pop("balance_pairs")  # runs made before the option still resume
+        if not d["max_length_ratio"]:
+            d.pop("max_length_ratio")  # runs made before the option still resume
         if d["eval_split"] == "eval":
             d.pop("eval_split")  # runs made before the option still resume
         if not d["dpo"]["sft_weight"]:
@@ -274,7 +277,7 @@ def run_loop(
             reward = reward or load_reward(config.reward, task, base.source)
             samples = _sample_and_score(settings, base, task, rows, t, policy, reward, config)
             write_jsonl(samples_path, samples)
-        pairing = max_min_pairs(samples, config.length_penalty)
+        pairing = max_min_pairs(samples, config.length_penalty, config.max_length_ratio)
         if config.balance_pairs:
             pairing = balance_chosen(pairing, seed=config.seed + t)
         write_jsonl(it_dir / "pairs.jsonl", pairing.pairs)
@@ -288,6 +291,13 @@ def run_loop(
             if config.balance_pairs
             else "",
         )
+        if config.max_length_ratio:
+            log.info(
+                "iteration %d: %d prompts had no worse answer within %.2fx the best one's length",
+                t,
+                pairing.skipped_length,
+                config.max_length_ratio,
+            )
         if clock.out_of_time():
             result.stopped = f"time budget ({config.time_budget_s:.0f} s) in iteration {t}"
             break
@@ -311,6 +321,7 @@ def run_loop(
             "pairs": len(pairing.pairs),
             "skipped_ties": pairing.skipped_ties,
             "dropped_to_balance": pairing.dropped_to_balance,
+            "skipped_length": pairing.skipped_length,
             "reward_mean": _mean([s.reward for s in samples]),
             "reward_chosen": _mean([p.reward_chosen for p in pairing.pairs]),
             "reward_rejected": _mean([p.reward_rejected for p in pairing.pairs]),

@@ -170,6 +170,9 @@ def test_the_sft_weight_and_pair_balancing_are_part_of_a_run_only_when_set():
     assert _settings_only(DpoSettings(sft_weight=1.0)).fingerprint()["dpo"]["sft_weight"] == 1.0
     balanced = _settings_only(DpoSettings(), balance_pairs=True).fingerprint()
     assert balanced["balance_pairs"] is True
+    assert "max_length_ratio" not in plain
+    matched = _settings_only(DpoSettings(), max_length_ratio=1.2).fingerprint()
+    assert matched["max_length_ratio"] == 1.2
     with pytest.raises(UserError, match="SFT weight must be >= 0"):
         from lora_land.rlhf.dpo import _loss
 

@@ -40,6 +40,29 @@ def test_length_penalty_prefers_the_shorter_of_equally_rewarded_answers():
     assert (pair.chosen, pair.rejected) == ("short", "a much longer answer")
 
 
+def test_length_matched_pairs_take_the_worst_answer_of_a_length_like_the_best_ones():
+    best = "ten chars!"  # 10
+    samples = [
+        _s(0, best, 0.9),
+        _s(0, "x" * 30, 0.0),  # the worst, but 3x as long
+        _s(0, "y" * 12, 0.4),  # 1.2x: within 1.25
+        _s(0, "z" * 11, 0.6),
+        _s(1, "a" * 10, 1.0),
+        _s(1, "b" * 40, 0.1),  # prompt 1: the only worse answer is 4x as long
+    ]
+    plain = max_min_pairs(samples)
+    assert [p.rejected for p in plain.pairs] == ["x" * 30, "b" * 40]
+    matched = max_min_pairs(samples, max_length_ratio=1.25)
+    assert [(p.chosen, p.rejected, p.reward_rejected) for p in matched.pairs] == [
+        (best, "y" * 12, 0.4)
+    ]
+    assert (matched.prompts, matched.skipped_ties, matched.skipped_length) == (2, 0, 1)
+    # a factor that admits every answer is the plain rule
+    assert max_min_pairs(samples, max_length_ratio=10).pairs == plain.pairs
+    with pytest.raises(UserError, match=r"max length ratio must be >= 1 or 0 for none"):
+        max_min_pairs(samples, max_length_ratio=0.5)
+
+
 def test_unscored_samples_and_negative_penalties_are_refused():
     with pytest.raises(UserError, match="no reward"):
         max_min_pairs([Sample(0, "p", "a", 1.0, 7, "eos", 1)])
