@@ -86,6 +86,32 @@ def test_a_request_submitted_mid_generation_streams_before_the_first_finishes(en
     assert short_follower.result.finish_reason == "length"
 
 
+def test_a_freed_slot_goes_to_a_quiet_adapter_before_a_floods_queue(engine):
+    """Four flood rows fill the batch (max 4); two more flood requests queue, then one for a
+    quiet adapter. When the short flood row ends, its slot goes to the quiet request (no
+    running rows: round 0), not to the flood's older queued request (three running: round
+    3), which waits for the long rows."""
+    flood = [
+        Follower(engine, GenerationRequest(f"{PROMPT} {i}", "tiny/a", max_new_tokens=n))
+        for i, n in enumerate((40, 150, 150, 150))
+    ]
+    for follower in flood:
+        follower.start()
+    for follower in flood:
+        assert follower.first.wait(30)  # all four are decoding: the batch is full
+    queued = [Follower(engine, GenerationRequest(f"{PROMPT} q{i}", "tiny/a", max_new_tokens=4))
+              for i in range(2)]  # fmt: skip
+    quiet = Follower(engine, GenerationRequest("Say hi", "tiny/b", max_new_tokens=4))
+    for follower in [*queued, quiet]:
+        follower.start()
+    for follower in [*flood, *queued, quiet]:
+        assert follower.done.wait(60)
+    assert [f.result.completion_tokens for f in flood] == [40, 150, 150, 150]
+    # the quiet request started when the short row ended; the flood's queue when long ones did
+    assert quiet.result.queue_s < min(f.result.queue_s for f in queued)
+    assert quiet.result.total_s < min(f.result.total_s for f in queued)
+
+
 def test_staggered_mixed_adapter_greedy_outputs_match_each_run_alone(engine):
     requests = [
         GenerationRequest(f"{PROMPT} #{i}" + " again" * (3 * i), ADAPTERS[i % 4], max_new_tokens=n)
