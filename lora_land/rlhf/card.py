@@ -48,6 +48,21 @@ def iteration_table(curve: list[dict]) -> list[str]:
     return lines
 
 
+def outcome(curve: list[dict]) -> str:
+    """What the last policy's paired difference to pi_0 establishes, in words."""
+    diff = curve[-1]["eval"].get("vs_pi0") if len(curve) > 1 else None
+    if not diff:
+        return "no iteration was evaluated"
+    words = (
+        "better than pi_0"
+        if diff["low"] > 0
+        else "worse than pi_0"
+        if diff["high"] < 0
+        else "no difference from pi_0 established (the interval spans 0)"
+    )
+    return f"pi_{curve[-1]['iteration']} vs pi_0: {_interval(diff, signed=True)}, {words}"
+
+
 def write_card(adapter_dir: Path) -> Path:
     s = json.loads((Path(adapter_dir) / SUMMARY_FILE).read_text())
     c, task = s["config"], s["task"]
@@ -65,13 +80,18 @@ def write_card(adapter_dir: Path) -> Path:
             "",
             f"# LoRA Land mini zoo: `{task}` after iterative DPO (`@dpo`)",
             "",
-            f"The supervised adapter `{s['pi0']}` (pi_0) improved with online iterative DPO,",
+            f"The supervised adapter `{s['pi0']}` (pi_0) trained on with online iterative DPO,",
             "the RLHF Workflow recipe (arXiv 2405.07863) scaled to a CPU: each iteration samples",
             f"K={c['k']} answers per training prompt from the current policy (half at temperature",
             "0.7, half at 1.0), scores them with the proxy reward "
             f"(`{c['reward']}`: {'the task metric against the gold target' if c['reward'] == 'metric' else 'a reward model'}),",  # noqa: E501
             "pairs the best with the worst answer (`max_min`, ties skipped"
             + (f", length penalty {c['length_penalty']}/char" if c["length_penalty"] else "")
+            + (
+                f", the rejected the worst within {c['max_length_ratio']}x the best one's length"
+                if c.get("max_length_ratio")
+                else ""
+            )
             + (", pairs balanced over the chosen answers" if c.get("balance_pairs") else "")
             + "), and trains",
             "DPO with TRL (sigmoid loss"
@@ -85,6 +105,8 @@ def write_card(adapter_dir: Path) -> Path:
             "pi_0. Each policy is evaluated greedily on the task's evaluation rows with the",
             f"report's metric (`{metric}`). Prompts: {s.get('prompt_rows') or 'training rows'},",
             "a fresh slice per iteration.",
+            "",
+            f"Result: {outcome(s['curve'])}.",
             "",
             "## Iterations",
             "",

@@ -32,6 +32,12 @@ def test_variant_is_a_small_fp16_adapter_with_its_iteration_table(name: str) -> 
     assert summary["task"] == task and len(summary["curve"]) == summary["iterations"] + 1
     card = (directory / "README.md").read_text()
     assert "| 0 (pi_0) |" in card and f"`{task}`" in card
+    diff = summary["curve"][-1]["eval"]["vs_pi0"]
+    verdict = "better" if diff["low"] > 0 else "worse" if diff["high"] < 0 else "no difference"
+    assert f"Result: pi_{summary['iterations']} vs pi_0: {diff['mean']:+.3f}" in card
+    assert verdict in card.split("Result:")[1].splitlines()[0]
+    if summary["config"].get("max_length_ratio"):
+        assert f"within {summary['config']['max_length_ratio']}x the best one's length" in card
 
 
 @pytest.mark.parametrize("name", VARIANTS)
