@@ -18,7 +18,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import torch
 
@@ -41,6 +42,7 @@ from lora_land.engine.types import (
 from lora_land.engine.zerogpu import InlineScheduler, use_inline_scheduler
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ADMIT_WINDOW_S = 0.005  # jobs submitted this close together start in the same decode step
 
@@ -118,17 +120,20 @@ class Engine:
         `options`: `continuous` (default True) and `admit_window_s`, as for the constructor."""
         from lora_land.engine.loading import load_base
 
-        base = load_base(deployment.base, settings)
-        return cls(
-            base.model,
-            base.tokenizer,
-            settings=settings,
-            deployment=deployment,
-            device=base.device,
-            dtype=base.dtype,
-            context_length=base.context_length,
-            **options,  # type: ignore[arg-type]  # checked by the constructor's signature
-        )
+        def build() -> Engine:
+            base = load_base(deployment.base, settings)
+            return cls(
+                base.model,
+                base.tokenizer,
+                settings=settings,
+                deployment=deployment,
+                device=base.device,
+                dtype=base.dtype,
+                context_length=base.context_length,
+                **options,  # type: ignore[arg-type]  # checked by the constructor's signature
+            )
+
+        return in_passing_thread(build)
 
     def _attach(self, names: list[str]) -> None:
         with self._model_lock:  # the runner holds the lock for one forward at a time
@@ -346,6 +351,33 @@ def _eos_ids(tokenizer, model: torch.nn.Module) -> frozenset[int]:
         elif isinstance(value, list | tuple):
             ids.update(int(v) for v in value)
     return frozenset(ids)
+
+
+def in_passing_thread(fn: Callable[[], T]) -> T:
+    """`fn()` run in a thread that ends when it returns; its result or exception comes back.
+
+    PyTorch's OpenMP backend (libgomp) gives every thread that runs a parallel region its
+    own pool of worker threads, kept for as long as that thread lives. Once a process holds
+    more pool threads than CPUs, libgomp cuts their spinning short and every parallel region
+    (a decode step runs hundreds) pays futex wake-ups. Measured on a 2-core CPU in bf16:
+    batch-1 decode steps of ~27 ms in the one thread that had run torch took ~57 ms in a
+    second thread. Loading the model here (the caller may be the main thread, which lives
+    on) leaves the engine's worker the only long-lived pool; torch work a caller does in its
+    own thread still costs the worker."""
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as e:  # re-raised in the caller
+            box["error"] = e
+
+    thread = threading.Thread(target=run, name="lora-land-load")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]  # type: ignore[return-value]
 
 
 def _wait(job: Job) -> GenerationResult:

@@ -88,3 +88,26 @@ def test_length_finish_counts_tokens():
     for byte in b"abc":
         row.push(byte)
     assert row.finish_reason == "length" and row.ids == list(b"abc")
+
+
+def test_in_passing_thread_returns_or_raises_from_a_thread_that_has_ended():
+    import threading
+
+    from lora_land.engine.engine import in_passing_thread
+
+    seen: list[threading.Thread] = []
+
+    def work() -> int:
+        seen.append(threading.current_thread())
+        return 42
+
+    assert in_passing_thread(work) == 42
+    assert seen[0] is not threading.current_thread() and not seen[0].is_alive()
+    error = ValueError("bad base")
+
+    def fail() -> None:
+        raise error
+
+    with pytest.raises(ValueError) as caught:
+        in_passing_thread(fail)
+    assert caught.value is error
