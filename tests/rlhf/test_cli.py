@@ -13,17 +13,21 @@ from lora_land.cli import main
 pytestmark = pytest.mark.slow
 
 
+def _one_iteration(tiny_base: Path, tiny_pi0: Path, tmp_path: Path, *extra: str) -> list[str]:
+    """`rlhf` on the tiny model: one iteration of two prompts, out to tmp_path/glue_sst2@dpo."""
+    return [
+        "rlhf", "--task", "glue_sst2", "--base", str(tiny_base), "--adapter", str(tiny_pi0),
+        "--iterations", "1", "--prompts", "2", "--k", "2", "--max-new-tokens", "3",
+        "--eval-max-new-tokens", "2", "--max-steps", "1",
+        "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "glue_sst2@dpo"), *extra,
+    ]  # fmt: skip
+
+
 def test_rlhf_cli_runs_one_iteration_and_installs_the_variant(
     tiny_base: Path, tiny_pi0: Path, tmp_path: Path, capsys
 ):
     out = tmp_path / "glue_sst2@dpo"
-    argv = [
-        "rlhf", "--task", "glue_sst2", "--base", str(tiny_base), "--adapter", str(tiny_pi0),
-        "--iterations", "1", "--prompts", "2", "--k", "2", "--max-new-tokens", "3",
-        "--eval-limit", "2", "--eval-max-new-tokens", "2", "--max-steps", "1",
-        "--run-dir", str(tmp_path / "run"), "--out", str(out),
-    ]  # fmt: skip
-    assert main(argv) == 0
+    assert main(_one_iteration(tiny_base, tiny_pi0, tmp_path, "--eval-limit", "2")) == 0
     printed = capsys.readouterr().out
     assert "pi_0: binary_accuracy_flex" in printed and "(n=2)" in printed
     assert f"installed {out}" in printed
@@ -42,12 +46,7 @@ def test_rlhf_on_the_dev_split_measures_there_and_installs_nothing(
     tiny_base: Path, tiny_pi0: Path, tmp_path: Path, capsys
 ):
     out = tmp_path / "glue_sst2@dpo"
-    argv = [
-        "rlhf", "--task", "glue_sst2", "--base", str(tiny_base), "--adapter", str(tiny_pi0),
-        "--iterations", "1", "--prompts", "2", "--k", "2", "--max-new-tokens", "3",
-        "--eval-on", "dev", "--eval-limit", "3", "--eval-max-new-tokens", "2",
-        "--max-steps", "1", "--run-dir", str(tmp_path / "run"), "--out", str(out),
-    ]  # fmt: skip
+    argv = _one_iteration(tiny_base, tiny_pi0, tmp_path, "--eval-on", "dev", "--eval-limit", "3")
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "(n=3)" in printed and "measured on the dev split: not installed" in printed
