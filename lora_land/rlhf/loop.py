@@ -356,8 +356,14 @@ def _train(config, base, policy: Path, pi0: Path, pairs, adapter_dir: Path, t: i
             "margin_after": None,
             "train_losses": [],
         }
+    from lora_land.engine.engine import in_passing_thread
+
     dpo_settings = replace(config.dpo, seed=config.seed + t)
-    outcome = train_dpo(base.source, policy, pi0, pairs, adapter_dir, base.hub_id, dpo_settings)
+    # in a thread that ends, like the engines that sample and evaluate: a process that keeps
+    # one OpenMP pool per long-lived thread slows every parallel region (see in_passing_thread)
+    outcome = in_passing_thread(
+        lambda: train_dpo(base.source, policy, pi0, pairs, adapter_dir, base.hub_id, dpo_settings)
+    )
     return outcome.as_dict()
 
 
