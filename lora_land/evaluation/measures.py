@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 
@@ -97,6 +98,16 @@ def label_set(task: str) -> frozenset[str] | None:
         return None
     labels = {_norm(str(r["target"])) for r in read_jsonl(path)}
     return frozenset(labels) if len(labels) <= MAX_LABELS else None
+
+
+@cache
+def majority_label(task: str) -> str | None:
+    """A classifier's most common training target (as written), the answer a model that learnt
+    only the label prior would give; None for tasks that are not classifiers."""
+    if label_set(task) is None:
+        return None
+    counts = Counter(str(r["target"]) for r in read_jsonl(TRAIN_DIR / f"{task}.jsonl"))
+    return min(counts, key=lambda label: (-counts[label], label))  # ties: alphabetical
 
 
 def _norm(text: str) -> str:

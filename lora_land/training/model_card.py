@@ -86,6 +86,20 @@ def _comparison_rows(label: str, c: dict) -> list[str]:
     return rows
 
 
+def _majority_lines(c: dict) -> list[str]:
+    """A classifier against always answering its most common training label."""
+    m = c.get("majority")
+    if not m:
+        return []
+    return [
+        "",
+        f"Against a constant answer: always `{m['label']}` (the most common training label) "
+        f"scores {_ci(m['score'])} on the evaluation rows; the adapter's paired lift over it "
+        f"is {_ci(m['adapter_lift'], True)}. A lift over the base that the constant answer "
+        "also gets comes from the answer format and the label prior, not from reading the input.",
+    ]
+
+
 def _zoo_lines(z: dict) -> list[str]:
     """Zoo v2: which split chose the adapter, which measured it, with intervals."""
     chosen, measured = z["chosen_on"], z["measured_on"]
@@ -100,6 +114,7 @@ def _zoo_lines(z: dict) -> list[str]:
         "|---|---|---|---|---|---|",
         *_comparison_rows("dev (chose)", z["dev"]),
         *_comparison_rows("evaluation (measured)", z["eval"]),
+        *_majority_lines(z["eval"]),
         "",
         "Intervals: percentile bootstrap, 10,000 resamples, seeded; the lift is the mean of the",
         "per-row differences on the same rows. Shipping rule: the lift's interval on the",

@@ -23,7 +23,7 @@ from pathlib import Path
 from lora_land.catalog.measured import MEASURED_PATH, MeasuredRow, read_measured, write_measured
 from lora_land.config import EMBEDDED_BASE, PROJECT_ROOT
 from lora_land.training.model_card import SUMMARY_FILE, read_summary, write_model_card
-from lora_land.training.queue import RUNS_DIR, keep_record, read_json, task_dir
+from lora_land.training.queue import RUNS_DIR, keep_record, read_json, task_dir, write_json
 from lora_land.training.recipes import QUEUE_ORDER, RECIPES
 from lora_land.training.split import DEV_ROWS, SPLIT_SEED
 
@@ -85,6 +85,32 @@ def measured_rows(task: str, result: dict) -> list[MeasuredRow]:
     return [row("base", ""), row("adapter", f"{EMBEDDED_BASE}/{task}")]
 
 
+def with_majority(task: str, result: dict, runs: Path) -> dict:
+    """Add the constant-answer reference (classifiers) to a verdict made before it existed;
+    the verdict itself does not change."""
+    from lora_land.evaluation.scored import ScoredRun
+    from lora_land.training.zoo_stages import majority_reference, part_rows
+
+    for part in ("dev", "eval"):
+        comparison = result.get(part)
+        tuned = task_dir(task, runs) / f"{part}-{result['recipe']}.json"
+        if not comparison or "majority" in comparison or not tuned.is_file():
+            continue
+        rows, _, _ = part_rows(task, part)
+        majority = majority_reference(task, rows, ScoredRun.load(tuned))
+        if majority is not None:
+            comparison["majority"] = majority
+    return result
+
+
+def rejudge(task: str, result: dict) -> dict:
+    """A finished task's verdict under the current shipping rule, from its recorded figures:
+    a task the rule would not have picked on dev is not shipped, whatever its evaluation."""
+    from lora_land.training.zoo_stages import judge
+
+    return judge(task, result)
+
+
 def ship_task(task: str, result: dict, runs: Path, zoo: Path) -> None:
     """Copy the chosen adapter into the zoo with the record of how it was chosen and measured."""
     source = task_dir(task, runs) / result["recipe"] / "adapter"
@@ -132,6 +158,10 @@ def ship_all(
         result = read_json(task_dir(task, runs) / "result.json")
         if result is None:
             continue  # not finished here (a task finished on another machine is in its record)
+        judged = rejudge(task, with_majority(task, json.loads(json.dumps(result)), runs))
+        if judged != result:  # a reference added, or a verdict made under an earlier rule
+            result = judged
+            write_json(task_dir(task, runs) / "result.json", result)
         keep_record(task, runs)
         adapter_key = (task, EMBEDDED_BASE, f"{EMBEDDED_BASE}/{task}")
         if result.get("eval"):  # measured on the evaluation rows (shipped or not)
@@ -145,6 +175,9 @@ def ship_all(
             if not result.get("eval"):
                 rows.pop(adapter_key, None)  # the v1 figure was chosen on the rows it reports
             done[task] = "v1 retired: " + result["reason"]
+        elif zoo_version(Path(zoo) / task) == 2:  # shipped under an earlier rule
+            shutil.rmtree(Path(zoo) / task)
+            done[task] = "v2 withdrawn: " + result["reason"]
         else:
             done[task] = "not shipped: " + result["reason"]
     write_measured(list(rows.values()), measured)

@@ -4,7 +4,10 @@ An adapter ships only if its paired lift over the base (same rows, mean of per-r
 differences) has a 95% bootstrap interval that lies entirely above zero on the evaluation
 rows, and, for a task whose metric can be satisfied by format alone (structured outputs:
 NER entity lists, data-to-text), only if its lift on the task's second measure also lies
-above zero. The same rule picks the candidates on the dev split before the evaluation rows
+above zero; and, for a classifier, only if its paired lift over a constant answer (the task's
+most common training label) also lies above zero: an adapter that answers every input with
+the label prior gets the report metric's lift over a base that cannot produce a label, without
+reading the input. The same rule picks the candidates on the dev split before the evaluation rows
 are touched. This module decides; it measures nothing and touches no files.
 """
 
@@ -25,9 +28,15 @@ class Verdict:
 
 
 def shipping_verdict(
-    task: str, lift: Interval, second_lift: Interval | None = None, *, where: str = "eval"
+    task: str,
+    lift: Interval,
+    second_lift: Interval | None = None,
+    *,
+    where: str = "eval",
+    over_constant: Interval | None = None,
 ) -> Verdict:
-    """Apply the rule to a paired `lift` (and `second_lift` for structured tasks)."""
+    """Apply the rule to a paired `lift` (and `second_lift` for structured tasks,
+    `over_constant`, the lift over the most common label, for classifiers)."""
     if not lift.above_zero:
         return Verdict(
             False,
@@ -43,4 +52,11 @@ def shipping_verdict(
                 f"second-measure lift {second_lift.text(signed=True)} on the {where} rows: "
                 "the metric's gain may be format alone",
             )
+    if over_constant is not None and not over_constant.above_zero:
+        return Verdict(
+            False,
+            f"paired lift over a constant answer (the most common training label) "
+            f"{over_constant.text(signed=True)} on the {where} rows: the metric's gain is the "
+            "answer format and the label prior",
+        )
     return Verdict(True, f"paired lift {lift.text(signed=True)} on the {where} rows")

@@ -99,6 +99,27 @@ def write_zoo_readme(out_dir: Path = ZOO_DIR, runs: Path | None = None) -> Path:
             "Still v1 (trained on all training rows, chosen on the evaluation rows "
             "that also measured them, no intervals): " + ", ".join(v1) + ".",
         ]
+    constant = []
+    for task in QUEUE_ORDER:
+        result = task_result(task, runs) or {}
+        m = (result.get("eval") or {}).get("majority")
+        if result.get("ships") and m:
+            constant.append(
+                f"| {task} | `{m['label']}` | {_ci(m['score'])} | "
+                f"{_ci(result['eval']['adapter'])} | {_ci(m['adapter_lift'], True)} |"
+            )
+    if constant:
+        lines += [
+            "",
+            "Shipped classifiers against a constant answer, the most common training label, on",
+            "the same evaluation rows (a lift over the base that the constant answer also gets",
+            "comes from the answer format and the label prior, not from reading the input):",
+            "",
+            "| task | constant answer | its score [95% CI] | adapter [95% CI] "
+            "| adapter - constant [95% CI] |",
+            "|---|---|---|---|---|",
+            *constant,
+        ]
     path = out_dir / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path

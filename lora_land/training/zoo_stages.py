@@ -107,6 +107,9 @@ def compare(task: str, part: str, who: str, d: Path) -> dict:
     valid = validity_shares(task, base, tuned)
     if valid is not None:
         out["valid_answers"] = {"base": valid[0], "adapter": valid[1]}
+    majority = majority_reference(task, rows, tuned)
+    if majority is not None:
+        out["majority"] = majority
     second = second_measure_runs(task, rows, base, tuned)
     if second is not None:
         name, base2, tuned2 = second
@@ -119,16 +122,56 @@ def compare(task: str, part: str, who: str, d: Path) -> dict:
     return out
 
 
+def majority_reference(task: str, rows: list[dict], tuned: ScoredRun) -> dict | None:
+    """A classifier against the constant answer "the most common training label", on the
+    adapter's rows: that answer's score and the adapter's paired lift over it. A lift over the
+    base that a constant answer also gets is format and label prior, not reading the input."""
+    from dataclasses import replace
+
+    from lora_land.evaluation.measures import majority_label
+    from lora_land.evaluation.metrics import get_metric
+
+    label = majority_label(task)
+    if label is None:
+        return None
+    spec = get_metric(tuned.metric)
+    constant = replace(
+        tuned,
+        adapter="",
+        predictions=[label] * len(tuned.index),
+        scores=[spec.score(label, str(rows[i]["target"]), rows[i]) for i in tuned.index],
+    )
+    return {
+        "label": label,
+        "score": constant.interval().as_dict(),
+        "adapter_lift": paired_lift(tuned, constant).as_dict(),
+    }
+
+
 def _verdict(task: str, comparison: dict, where: str):
     from lora_land.evaluation.stats import Interval
 
     second = comparison.get("second")
+    majority = comparison.get("majority")
     return shipping_verdict(
         task,
         Interval(**comparison["lift"]),
         Interval(**second["lift"]) if second else None,
         where=where,
+        over_constant=Interval(**majority["adapter_lift"]) if majority else None,
     )
+
+
+def judge(task: str, result: dict) -> dict:
+    """`result` with `ships` and `reason` from the current rule applied to its recorded dev
+    and evaluation comparisons (the rule is applied on dev first, as the queue does)."""
+    dev = _verdict(task, result["dev"], "dev")
+    if not dev.ships:
+        return result | {"ships": False, "reason": f"no lift on dev: {dev.reason}"}
+    if not result.get("eval"):
+        return result
+    verdict = _verdict(task, result["eval"], "evaluation")
+    return result | {"ships": verdict.ships, "reason": verdict.reason}
 
 
 def choose_stage(task: str, recipes: list[str], d: Path) -> None:

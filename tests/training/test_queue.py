@@ -21,7 +21,14 @@ def _adapter(runs: Path, task: str, recipe: str) -> None:
 
 def _run(task: str, who: str, part: str, scores: list[float]) -> ScoredRun:
     return ScoredRun(
-        task, who, "data.jsonl", part, "m", list(range(len(scores))), scores, ["p"] * len(scores)
+        task,
+        who,
+        "data.jsonl",
+        part,
+        "binary_accuracy_flex",
+        list(range(len(scores))),
+        scores,
+        ["p"] * len(scores),
     )
 
 
@@ -97,12 +104,13 @@ def test_choose_then_result_measures_the_dev_winner_on_the_evaluation_rows(tmp_p
     _run(task, "", "dev", base).save(d / "dev-base.json")
     _run(task, "a", "dev", [1.0] * n).save(d / "dev-qv8.json")
     _run(task, "a", "dev", base).save(d / "dev-all4.json")
-    rows = [{"target": "1"}] * n
+    rows = [{"target": str(i % 2)} for i in range(n)]  # a constant answer is right on half
     monkeypatch.setattr(zoo_stages, "part_rows", lambda t, p: (rows, list(range(n)), "x"))
     zoo_stages.choose_stage(task, ["all4", "qv8"], d)
     choice = json.loads((d / "choice.json").read_text())
     assert choice["recipe"] == "qv8" and choice["candidate"]
     assert choice["dev"]["qv8"]["lift"]["mean"] == 0.5
+    assert choice["dev"]["qv8"]["majority"]["adapter_lift"]["mean"] == 0.5
     _run(task, "", "eval", base[:50]).save(d / "eval-base.json")
     _run(task, "a", "eval", base[:50]).save(d / "eval-qv8.json")  # no gain where it counts
     zoo_stages.result_stage(task, d)

@@ -140,3 +140,88 @@ def test_ship_all_ships_records_intervals_and_retires_v1(tmp_path):
     readme = write_zoo_readme(zoo, runs).read_text()
     assert "| glue_sst2 | **shipped** |" in readme and "not shipped: no lift on dev" in readme
     assert "Mean lift of the 1 shipped v2 adapters on the evaluation rows: +0.880." in readme
+
+
+def test_a_classifier_is_measured_against_its_most_common_training_label(tmp_path):
+    from lora_land.evaluation.measures import majority_label
+    from lora_land.evaluation.scored import ScoredRun
+    from lora_land.training.zoo_stages import majority_reference
+
+    assert majority_label("boolq") == "True"  # 1,257 of its 2,000 training rows
+    assert majority_label("e2e_nlg") is None  # free text: no constant answer
+    rows = [{"target": t} for t in ("True", "False", "True", "True")]
+    tuned = ScoredRun(
+        "boolq",
+        "a",
+        "d",
+        "eval",
+        "binary_accuracy_flex",
+        index=[0, 1, 2, 3],
+        scores=[1.0, 0.0, 0.0, 1.0],
+        predictions=["True", "True", "False", "True"],
+    )
+    m = majority_reference("boolq", rows, tuned)
+    # the constant "True" is right on rows 0, 2, 3; the adapter minus it per row: 0, 0, -1, 0
+    assert m["label"] == "True"
+    assert (m["score"]["mean"], m["score"]["n"]) == (0.75, 4)
+    assert m["adapter_lift"]["mean"] == -0.25 and m["adapter_lift"]["low"] <= -0.25
+
+
+def test_shipping_adds_the_constant_answer_reference_to_a_classifiers_card(tmp_path):
+    from lora_land.evaluation.scored import ScoredRun
+    from lora_land.training.zoo_stages import part_rows
+
+    runs, zoo, measured = tmp_path / "runs", tmp_path / "zoo", tmp_path / "measured.csv"
+    _adapter(runs / "boolq" / "all4" / "adapter", "boolq", SUMMARY)
+    rows, _, data = part_rows("boolq", "eval")
+    index = list(range(len(rows)))  # an adapter right on every row beats the constant
+    truth = [str(rows[i]["target"]) for i in index]
+    tuned = ScoredRun(
+        "boolq", "a", data, "eval", "binary_accuracy_flex", index=index,
+        scores=[1.0] * len(rows), predictions=truth,
+    )  # fmt: skip
+    tuned.save(runs / "boolq" / "eval-all4.json")
+    ev = _comparison(len(rows), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (1.0, 1.0, 1.0), data)
+    write_json(runs / "boolq" / "choice.json", {"recipe": "all4", "dev": {"all4": ev}})
+    write_json(
+        runs / "boolq" / "result.json",
+        {"ships": True, "recipe": "all4", "reason": "r", "dev": ev, "eval": ev},
+    )
+
+    ship_all(runs, zoo, measured)
+
+    share = truth.count("True") / len(rows)  # the constant answer's score on these rows
+    result = json.loads((runs / "boolq" / "result.json").read_text())
+    assert result["eval"]["majority"]["score"]["mean"] == share
+    assert result["ships"] and 0 < share < 1
+    assert abs(result["eval"]["majority"]["adapter_lift"]["mean"] - (1 - share)) < 1e-9
+    card = (zoo / "boolq" / "README.md").read_text()
+    assert f"always `True` (the most common training label) scores {share:.3f}" in card
+    readme = write_zoo_readme(zoo, runs).read_text()
+    assert f"| boolq | `True` | {share:.3f} [" in readme
+
+
+def test_an_adapter_shipped_under_an_earlier_rule_is_withdrawn_when_it_no_longer_holds(tmp_path):
+    from lora_land.evaluation.scored import ScoredRun
+    from lora_land.training.zoo_stages import part_rows
+
+    runs, zoo, measured = tmp_path / "runs", tmp_path / "zoo", tmp_path / "measured.csv"
+    rows, index, data = part_rows("boolq", "eval")
+    always_true = ScoredRun(
+        "boolq", "a", data, "eval", "binary_accuracy_flex", index=index,
+        scores=[float(str(r["target"]) == "True") for r in rows], predictions=["True"] * len(rows),
+    )  # fmt: skip
+    always_true.save(runs / "boolq" / "eval-all4.json")
+    ev = _comparison(len(rows), (0.2, 0.1, 0.3), (0.78, 0.66, 0.88), (0.58, 0.4, 0.76), data)
+    write_json(
+        runs / "boolq" / "result.json",
+        {"ships": True, "recipe": "all4", "reason": "paired lift +0.58", "dev": ev, "eval": ev},
+    )
+    _adapter(zoo / "boolq", "boolq", {**SUMMARY, "zoo": {"version": 2}})
+
+    done = ship_all(runs, zoo, measured)
+
+    assert done["boolq"].startswith("v2 withdrawn") and "label prior" in done["boolq"]
+    assert not (zoo / "boolq").exists()
+    result = json.loads((runs / "boolq" / "result.json").read_text())
+    assert not result["ships"] and result["eval"]["majority"]["adapter_lift"]["mean"] == 0.0

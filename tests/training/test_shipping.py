@@ -34,3 +34,10 @@ def test_the_rule_applied_to_real_per_row_scores():
     assert shipping_verdict("glue_qnli", paired_difference(better, base)).ships
     coin = [1, 0, 0, 1, 0] * 10  # wins 1, loses 1
     assert not shipping_verdict("glue_qnli", paired_difference(coin, base)).ships
+
+
+def test_a_classifier_must_also_beat_a_constant_answer():
+    verdict = shipping_verdict("boolq", CLEAR, CLEAR, over_constant=STRADDLES)
+    assert not verdict.ships and "label prior" in verdict.reason
+    assert "+0.100 [-0.020, +0.220]" in verdict.reason
+    assert shipping_verdict("boolq", CLEAR, CLEAR, over_constant=CLEAR).ships
