@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import statistics
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
@@ -101,13 +102,32 @@ def label_set(task: str) -> frozenset[str] | None:
 
 
 @cache
+def constant_answer(task: str) -> tuple[str, str] | None:
+    """(answer, what it is) a model that learnt only the targets' prior would give to every
+    input: a classifier's most common training label, a numeric task's median training
+    target; None for free-form tasks."""
+    targets = [str(r["target"]) for r in read_jsonl(TRAIN_DIR / f"{task}.jsonl")]
+    if label_set(task) is not None:
+        counts = Counter(targets)
+        label = min(counts, key=lambda t: (-counts[t], t))  # ties: alphabetical
+        return label, "the most common training label"
+    numbers = [_number(t) for t in targets]
+    if targets and all(n is not None for n in numbers):
+        return f"{statistics.median(numbers):g}", "the median training target"
+    return None
+
+
 def majority_label(task: str) -> str | None:
-    """A classifier's most common training target (as written), the answer a model that learnt
-    only the label prior would give; None for tasks that are not classifiers."""
-    if label_set(task) is None:
+    """A classifier's most common training target (as written); None for other tasks."""
+    found = constant_answer(task) if label_set(task) is not None else None
+    return found[0] if found else None
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.strip())
+    except ValueError:
         return None
-    counts = Counter(str(r["target"]) for r in read_jsonl(TRAIN_DIR / f"{task}.jsonl"))
-    return min(counts, key=lambda label: (-counts[label], label))  # ties: alphabetical
 
 
 def _norm(text: str) -> str:

@@ -93,10 +93,12 @@ def _majority_lines(c: dict) -> list[str]:
         return []
     return [
         "",
-        f"Against a constant answer: always `{m['label']}` (the most common training label) "
+        f"Against a constant answer: always `{m['label']}` "
+        f"({m.get('what', 'the most common training label')}) "
         f"scores {_ci(m['score'])} on the evaluation rows; the adapter's paired lift over it "
         f"is {_ci(m['adapter_lift'], True)}. A lift over the base that the constant answer "
-        "also gets comes from the answer format and the label prior, not from reading the input.",
+        "also gets comes from the answer format and the targets' prior, not from reading the "
+        "input.",
     ]
 
 

@@ -4,11 +4,12 @@ An adapter ships only if its paired lift over the base (same rows, mean of per-r
 differences) has a 95% bootstrap interval that lies entirely above zero on the evaluation
 rows, and, for a task whose metric can be satisfied by format alone (structured outputs:
 NER entity lists, data-to-text), only if its lift on the task's second measure also lies
-above zero; and, for a classifier, only if its paired lift over a constant answer (the task's
-most common training label) also lies above zero: an adapter that answers every input with
-the label prior gets the report metric's lift over a base that cannot produce a label, without
-reading the input. The same rule picks the candidates on the dev split before the evaluation rows
-are touched. This module decides; it measures nothing and touches no files.
+above zero; and, for a classifier or a numeric task, only if its paired lift over a constant
+answer (the most common training label; the median training target) also lies above zero: an
+adapter that answers every input with the targets' prior gets the report metric's lift over a
+base that cannot produce an answer of the right form, without reading the input. The same rule
+picks the candidates on the dev split before the evaluation rows are touched. This module
+decides; it measures nothing and touches no files.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def shipping_verdict(
     if over_constant is not None and not over_constant.above_zero:
         return Verdict(
             False,
-            f"paired lift over a constant answer (the most common training label) "
+            f"paired lift over a constant answer (the targets' prior) "
             f"{over_constant.text(signed=True)} on the {where} rows: the metric's gain is the "
-            "answer format and the label prior",
+            "answer format and the targets' prior",
         )
     return Verdict(True, f"paired lift {lift.text(signed=True)} on the {where} rows")

@@ -111,9 +111,10 @@ def write_zoo_readme(out_dir: Path = ZOO_DIR, runs: Path | None = None) -> Path:
     if constant:
         lines += [
             "",
-            "Shipped classifiers against a constant answer, the most common training label, on",
-            "the same evaluation rows (a lift over the base that the constant answer also gets",
-            "comes from the answer format and the label prior, not from reading the input):",
+            "Shipped adapters against a constant answer (a classifier's most common training",
+            "label, a numeric task's median target) on the same evaluation rows: a lift over the",
+            "base that the constant answer also gets comes from the answer format and the",
+            "targets' prior, not from reading the input.",
             "",
             "| task | constant answer | its score [95% CI] | adapter [95% CI] "
             "| adapter - constant [95% CI] |",

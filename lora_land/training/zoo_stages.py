@@ -123,26 +123,29 @@ def compare(task: str, part: str, who: str, d: Path) -> dict:
 
 
 def majority_reference(task: str, rows: list[dict], tuned: ScoredRun) -> dict | None:
-    """A classifier against the constant answer "the most common training label", on the
-    adapter's rows: that answer's score and the adapter's paired lift over it. A lift over the
-    base that a constant answer also gets is format and label prior, not reading the input."""
+    """The adapter against a constant answer (a classifier's most common training label, a
+    numeric task's median target), on the adapter's rows: that answer's score and the
+    adapter's paired lift over it. A lift over the base that a constant answer also gets is
+    the answer format and the targets' prior, not reading the input."""
     from dataclasses import replace
 
-    from lora_land.evaluation.measures import majority_label
+    from lora_land.evaluation.measures import constant_answer
     from lora_land.evaluation.metrics import get_metric
 
-    label = majority_label(task)
-    if label is None:
+    found = constant_answer(task)
+    if found is None:
         return None
+    answer, what = found
     spec = get_metric(tuned.metric)
     constant = replace(
         tuned,
         adapter="",
-        predictions=[label] * len(tuned.index),
-        scores=[spec.score(label, str(rows[i]["target"]), rows[i]) for i in tuned.index],
+        predictions=[answer] * len(tuned.index),
+        scores=[spec.score(answer, str(rows[i]["target"]), rows[i]) for i in tuned.index],
     )
     return {
-        "label": label,
+        "label": answer,
+        "what": what,
         "score": constant.interval().as_dict(),
         "adapter_lift": paired_lift(tuned, constant).as_dict(),
     }

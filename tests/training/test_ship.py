@@ -221,7 +221,19 @@ def test_an_adapter_shipped_under_an_earlier_rule_is_withdrawn_when_it_no_longer
 
     done = ship_all(runs, zoo, measured)
 
-    assert done["boolq"].startswith("v2 withdrawn") and "label prior" in done["boolq"]
+    assert done["boolq"].startswith("v2 withdrawn") and "targets' prior" in done["boolq"]
     assert not (zoo / "boolq").exists()
     result = json.loads((runs / "boolq" / "result.json").read_text())
     assert not result["ships"] and result["eval"]["majority"]["adapter_lift"]["mean"] == 0.0
+
+
+def test_a_numeric_task_is_measured_against_its_median_training_target():
+    import statistics
+
+    from lora_land.evaluation.measures import constant_answer
+    from lora_land.evaluation.tasks import read_jsonl
+    from lora_land.training.split import TRAIN_DIR
+
+    answer, what = constant_answer("glue_stsb")
+    targets = [float(r["target"]) for r in read_jsonl(TRAIN_DIR / "glue_stsb.jsonl")]
+    assert float(answer) == statistics.median(targets) and what == "the median training target"

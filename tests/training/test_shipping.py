@@ -38,6 +38,6 @@ def test_the_rule_applied_to_real_per_row_scores():
 
 def test_a_classifier_must_also_beat_a_constant_answer():
     verdict = shipping_verdict("boolq", CLEAR, CLEAR, over_constant=STRADDLES)
-    assert not verdict.ships and "label prior" in verdict.reason
+    assert not verdict.ships and "targets' prior" in verdict.reason
     assert "+0.100 [-0.020, +0.220]" in verdict.reason
     assert shipping_verdict("boolq", CLEAR, CLEAR, over_constant=CLEAR).ships
