@@ -16,7 +16,8 @@ the load average and thread counts it ran under.
   PyTorch's stock linears, runs alternating; `linears_only_tok_s_batch1` runs only the
   model's linear layers in order on one token (`linears_only_over_roofline`: how close the
   matmuls come to the bandwidth limit; `decode_over_linears_only`: what the rest of a step
-  costs);
+  costs); `gemv_read_gb_s_<in>x<out>`: the read rate of one token through each linear shape
+  alone (small matrices pay a fixed cost per call that big ones amortise);
 - `mixed32_over_same32_throughput`: decode tokens/s of 32 rows over 32 distinct adapters vs
   32 rows on one adapter (target >= 0.85); `mixed8_over_same8_throughput` likewise;
 - `concurrent_over_sequential_throughput`: 16 streaming clients over 8 adapters, 64 new
@@ -127,6 +128,38 @@ def linears_only_tok_s(model: torch.nn.Module, reps: int = 10) -> tuple[float, f
             times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     return 1.0 / seconds, nbytes / seconds / 1e9
+
+
+def gemv_read_gb_s(model: torch.nn.Module, budget_bytes: int = 200_000_000) -> dict[str, float]:
+    """GB/s of one token through each distinct linear shape of the model, on the path the
+    model serves (its linear class): enough copies of each shape that the weights come from
+    memory, not cache, as they do in a 30-layer decode. Small matrices pay a fixed cost per
+    call (dispatch, thread fork/join) that big ones amortise, so this says which shapes keep
+    the decode below the roofline."""
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    dtype = next(model.parameters()).dtype
+    out: dict[str, float] = {}
+    with torch.inference_mode():
+        for cls, i, o in sorted({(type(m), m.in_features, m.out_features) for m in linears},
+                                key=lambda k: (k[1] * k[2], k[1])):  # fmt: skip
+            nbytes = i * o * torch.finfo(dtype).bits // 8
+            copies = [
+                cls(i, o, bias=False, dtype=dtype) for _ in range(max(1, budget_bytes // nbytes))
+            ]
+            x = torch.randn(1, 1, i, dtype=dtype)
+            for m in copies[:3]:
+                m(x)
+            rounds = max(1, 20 * budget_bytes // (nbytes * len(copies)) // 10)
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                for _ in range(rounds):
+                    for m in copies:
+                        m(x)
+                times.append((time.perf_counter() - start) / (rounds * len(copies)))
+            out[f"{i}x{o}"] = nbytes / statistics.median(times) / 1e9
+            del copies
+    return out
 
 
 def decode_batch1_vs_aten(
@@ -414,6 +447,9 @@ def measure(engine: Engine, ids: list[str], sizes: Sizes) -> dict:
     out["linears_only_tok_s_batch1"] = linears_tok_s
     out["linears_only_read_gb_s"] = linears_gb_s
     out["linears_only_over_roofline"] = linears_tok_s / out["roofline_tok_s_batch1"]
+    budget = 4_000_000 if sizes.adapters <= 4 else 200_000_000  # --quick: a smoke run
+    for shape, rate in in_passing_thread(lambda: gemv_read_gb_s(engine.model, budget)).items():
+        out[f"gemv_read_gb_s_{shape}"] = rate  # in over out features, batch 1
     fast, aten = decode_batch1_vs_aten(engine, ids[0], sizes.decode_tokens)
     out["cpu_linear"] = "onednn" if aten is not None else "aten"
     out["decode_tok_s_batch1"] = fast
