@@ -3,10 +3,22 @@ running rows when rows join (while it has room)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from lora_land.engine import kv_slab
 from lora_land.engine.kv_slab import SPARE_LEFT, SPARE_ROWS, SlabLayer
+
+
+@pytest.fixture(autouse=True, params=["fresh", "stale"])
+def memory(request, monkeypatch):
+    """Every test runs twice: on the allocator's memory, and on buffers full of NaN (stale
+    memory): the views must never show a value the slab did not write or zero."""
+    if request.param == "stale":
+        monkeypatch.setattr(
+            kv_slab, "_fresh_buffer", lambda like, shape: like.new_full(shape, float("nan"))
+        )
 
 
 def _kv(rows: int, width: int, seed: int) -> torch.Tensor:
