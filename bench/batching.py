@@ -53,7 +53,12 @@ from bench.engine import make_adapters
 from lora_land.config import Settings
 from lora_land.deployment import AdapterSource, BaseSource, Deployment
 from lora_land.engine.batch import Row, RunningBatch
-from lora_land.engine.cpu_linear import aten_linears
+from lora_land.engine.cpu_linear import (
+    OneDnnBf16Linear,
+    aten_linears,
+    linear_kind,
+    pack_bf16,
+)
 from lora_land.engine.engine import Engine, in_passing_thread
 from lora_land.engine.prepare import prepare_embedded_model
 from lora_land.engine.types import GenerationRequest
@@ -98,9 +103,15 @@ def read_bandwidth_gb_s(megabytes: int = 512, repeat: int = 5) -> tuple[float, f
 
 
 def weight_bytes(model: torch.nn.Module) -> int:
-    """Bytes read per decode step: every parameter once (tied embeddings counted once)."""
+    """Bytes read per decode step: every parameter once (tied embeddings counted once); a
+    linear serving bf16 weights (`bf16-weights`) reads its bf16 copy, not its float32 weight
+    (a tied embedding then reads one row per token: not counted)."""
     seen: set[int] = set()
     total = 0
+    for m in model.modules():
+        if isinstance(m, OneDnnBf16Linear) and m.weight.data_ptr() not in seen:
+            seen.add(m.weight.data_ptr())
+            total += m.weight.numel() * 2
     for param in model.parameters():
         if param.data_ptr() not in seen:
             seen.add(param.data_ptr())
@@ -116,7 +127,7 @@ def linears_only_tok_s(model: torch.nn.Module, reps: int = 10) -> tuple[float, f
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]  # LoRA's bases
     dtype = next(model.parameters()).dtype
     inputs = {n: torch.randn(1, 1, n, dtype=dtype) for n in {m.in_features for m in linears}}
-    nbytes = sum(m.weight.numel() * m.weight.element_size() for m in linears)
+    nbytes = sum(m.weight.numel() * _weight_itemsize(m) for m in linears)
     with torch.inference_mode():
         for m in linears:  # warm: oneDNN primitives made
             m(inputs[m.in_features])
@@ -128,6 +139,11 @@ def linears_only_tok_s(model: torch.nn.Module, reps: int = 10) -> tuple[float, f
             times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     return 1.0 / seconds, nbytes / seconds / 1e9
+
+
+def _weight_itemsize(m: torch.nn.Linear) -> int:
+    """Bytes per weight a forward reads (a `bf16-weights` linear reads its bf16 copy)."""
+    return 2 if isinstance(m, OneDnnBf16Linear) else m.weight.element_size()
 
 
 def gemv_read_gb_s(model: torch.nn.Module, budget_bytes: int = 200_000_000) -> dict[str, float]:
@@ -142,10 +158,12 @@ def gemv_read_gb_s(model: torch.nn.Module, budget_bytes: int = 200_000_000) -> d
     with torch.inference_mode():
         for cls, i, o in sorted({(type(m), m.in_features, m.out_features) for m in linears},
                                 key=lambda k: (k[1] * k[2], k[1])):  # fmt: skip
-            nbytes = i * o * torch.finfo(dtype).bits // 8
-            copies = [
-                cls(i, o, bias=False, dtype=dtype) for _ in range(max(1, budget_bytes // nbytes))
-            ]
+            copies = [cls(i, o, bias=False, dtype=dtype)]
+            nbytes = i * o * _weight_itemsize(copies[0])
+            copies += [cls(i, o, bias=False, dtype=dtype) for _ in range(budget_bytes // nbytes)]
+            for m in copies:
+                if isinstance(m, OneDnnBf16Linear):
+                    m._packed = pack_bf16(m.weight)
             x = torch.randn(1, 1, i, dtype=dtype)
             for m in copies[:3]:
                 m(x)
@@ -421,6 +439,8 @@ def main(argv: list[str] | None = None) -> dict:
         engine = make_engine(settings, adapters)
         try:
             results["dtype"] = str(next(engine.model.parameters()).dtype).replace("torch.", "")
+            if linear_kind(engine.model) == "onednn-bf16":
+                results["dtype"] = "bf16-weights"  # float32 model, linears read bf16 copies
             results["device"] = str(engine.device)
             results["prefill_chunk_tokens"] = engine.runner.prefill_chunk_tokens
             results.update(measure(engine, ids, sizes))
@@ -451,7 +471,7 @@ def measure(engine: Engine, ids: list[str], sizes: Sizes) -> dict:
     for shape, rate in in_passing_thread(lambda: gemv_read_gb_s(engine.model, budget)).items():
         out[f"gemv_read_gb_s_{shape}"] = rate  # in over out features, batch 1
     fast, aten = decode_batch1_vs_aten(engine, ids[0], sizes.decode_tokens)
-    out["cpu_linear"] = "onednn" if aten is not None else "aten"
+    out["cpu_linear"] = linear_kind(engine.model)
     out["decode_tok_s_batch1"] = fast
     out["decode_over_roofline"] = out["decode_tok_s_batch1"] / out["roofline_tok_s_batch1"]
     out["decode_over_linears_only"] = fast / linears_tok_s

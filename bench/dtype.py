@@ -1,14 +1,15 @@
-"""Serving dtype check: greedy outputs and zoo scores in float32 vs bfloat16, and speed.
+"""Serving precision check: greedy outputs and zoo scores in float32 vs each candidate
+(bfloat16, and bf16-weights: a float32 model whose linears read bf16 weights), and speed.
 
 Run: `.venv/bin/python -m bench.dtype [--rows N] [--tokens N] [--quick] [--no-record]`
 (writes `bench/results/dtype.json`, prints a table, and unless `--quick`/`--no-record`
-records the verdict that `LORA_LAND_DTYPE=auto` reads, see `lora_land/engine/dtype_choice.py`).
+records the verdicts that `LORA_LAND_DTYPE=auto` reads, see `lora_land/engine/dtype_choice.py`).
 For every adapter of the embedded zoo, the first N evaluation rows of its task
 (`../shared/data/samples`) are rendered with the task's template and decoded greedily with
-the adapter in both dtypes, in batches of 8 through the engine. Reported: the fraction of
-prompts whose text is identical (`agreement`, overall and per task), each task's score in
-both dtypes (n rows each), and `bf16_over_fp32_throughput` (tokens/s of the whole pass, same
-batches). Tests never assert on these numbers.
+the adapter in each precision, in batches of 8 through the engine. Reported per candidate:
+the fraction of prompts whose text is identical to float32's (`<c>_agreement`, overall and
+per task), each task's score (n rows each), and `<c>_over_fp32_throughput` (tokens/s of the
+whole pass, same batches). Tests never assert on these numbers.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from bench.common import write_results
 from lora_land.config import PROJECT_ROOT, Settings
 from lora_land.deployment import load_deployment
-from lora_land.engine.dtype_choice import DtypeRecord, cpu_supports_bf16, save_record
+from lora_land.engine.dtype_choice import CANDIDATES, DtypeRecord, cpu_supports_bf16, save_record
 from lora_land.engine.engine import Engine
 from lora_land.engine.loading import resolve_source
 from lora_land.engine.types import GenerationRequest
@@ -60,6 +61,16 @@ def run_dtype(settings: Settings, dtype: str, work: list[tuple[str, str, list[di
     return predictions, generated / (time.perf_counter() - start)
 
 
+SHORT = {"bfloat16": "bf16", "bf16-weights": "bf16w"}  # result keys per candidate
+
+
+def _score(task_name: str, predictions: list[str], rows: list[dict]) -> float:
+    metric = get_metric(load_task(task_name).metric_fn)
+    return sum(
+        metric.score(p, str(r["target"]), r) for p, r in zip(predictions, rows, strict=True)
+    ) / len(rows)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=12, help="evaluation rows per task")
@@ -89,48 +100,51 @@ def main(argv: list[str] | None = None) -> dict:
         "torch_threads": torch.get_num_threads(),
     }
     fp32, fp32_tps = run_dtype(settings, "float32", work, args.tokens)
-    bf16, bf16_tps = run_dtype(settings, "bfloat16", work, args.tokens)
-    same = total = 0
-    per_task = {}
-    for task_name, _, rows in work:
-        metric = get_metric(load_task(task_name).metric_fn)
-        a, b = fp32[task_name], bf16[task_name]
-        agree = sum(x == y for x, y in zip(a, b, strict=True))
-        same, total = same + agree, total + len(rows)
-        targets = [str(r["target"]) for r in rows]
-        per_task[task_name] = {
-            "n": len(rows),
-            "agreement": agree / len(rows),
-            "score_fp32": sum(
-                metric.score(p, t, r) for p, t, r in zip(a, targets, rows, strict=True)
-            )
-            / len(rows),
-            "score_bf16": sum(
-                metric.score(p, t, r) for p, t, r in zip(b, targets, rows, strict=True)
-            )
-            / len(rows),
-        }
-    results["tasks"] = per_task
-    results["agreement"] = same / total if total else float("nan")
-    results["prompts"] = total
     results["fp32_tok_s"] = fp32_tps
-    results["bf16_tok_s"] = bf16_tps
-    results["bf16_over_fp32_throughput"] = bf16_tps / fp32_tps
-    results["load_after"] = os.getloadavg()
-    if not args.quick and not args.no_record and total:
-        source = resolve_source(deployment.base, settings)
-        record = DtypeRecord(
-            source=source,
-            candidate="bfloat16",
-            agreement=results["agreement"],
-            prompts=total,
-            speedup=results["bf16_over_fp32_throughput"],
-            torch_version=torch.__version__,
-            cpu_bf16=results["cpu_bf16"],
+    per_task: dict = {
+        task_name: {
+            "n": len(rows),
+            "score_fp32": _score(task_name, fp32[task_name], rows),
+        }
+        for task_name, _, rows in work
+    }
+    records = []
+    for candidate in CANDIDATES:
+        short = SHORT[candidate]
+        got, tps = run_dtype(settings, candidate, work, args.tokens)
+        same = total = 0
+        for task_name, _, rows in work:
+            agree = sum(x == y for x, y in zip(fp32[task_name], got[task_name], strict=True))
+            same, total = same + agree, total + len(rows)
+            per_task[task_name][f"{short}_agreement"] = agree / len(rows)
+            per_task[task_name][f"score_{short}"] = _score(task_name, got[task_name], rows)
+        results[f"{short}_agreement"] = same / total if total else float("nan")
+        results[f"{short}_tok_s"] = tps
+        results[f"{short}_over_fp32_throughput"] = tps / fp32_tps
+        records.append(
+            DtypeRecord(
+                source=resolve_source(deployment.base, settings),
+                candidate=candidate,
+                agreement=results[f"{short}_agreement"],
+                prompts=total,
+                speedup=tps / fp32_tps,
+                torch_version=torch.__version__,
+                cpu_bf16=results["cpu_bf16"],
+            )
         )
-        saved = save_record(settings.cache_dir, record)
-        results["record"] = str(saved).replace(str(Path.home()), "~")  # no machine paths
-        results["auto_chooses"] = "bfloat16" if record.accepted else "float32"
+    results["tasks"] = per_task
+    results["prompts"] = sum(len(rows) for _, _, rows in work)
+    results["load_after"] = os.getloadavg()
+    if not args.quick and not args.no_record and results["prompts"]:
+        for record in records:
+            saved = save_record(settings.cache_dir, record)
+            results[f"record_{SHORT[record.candidate]}"] = str(saved).replace(
+                str(Path.home()), "~"
+            )  # no machine paths
+        accepted = [r for r in records if r.accepted]
+        results["auto_chooses"] = (
+            max(accepted, key=lambda r: r.speedup).candidate if accepted else "float32"
+        )
     write_results("dtype", results)
     return results
 

@@ -86,7 +86,8 @@ class Settings:
     adapters_dir_override: Path | None = None
     # "auto" (CUDA when present), "cpu" or "cuda"
     device: str = "auto"
-    # "auto" (bf16 on CUDA, fp32 on CPU), "float32", "bfloat16" or "float16"
+    # "auto" (bf16 on CUDA; on CPU the measured choice, see engine/dtype_choice.py), "float32",
+    # "bfloat16", "float16" or "bf16-weights" (CPU: float32 model, linears read bf16 copies)
     dtype: str = "auto"
     # CPU linear layers: "auto" (oneDNN for float32, see engine/cpu_linear.py), "onednn", "aten"
     cpu_linear: str = "auto"

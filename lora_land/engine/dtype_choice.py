@@ -1,12 +1,15 @@
-"""Which dtype `LORA_LAND_DTYPE=auto` serves in, from evidence measured on this machine.
+"""Which precision `LORA_LAND_DTYPE=auto` serves in, from evidence measured on this machine.
 
-On CUDA, auto is bfloat16. On a CPU, bfloat16 is only a candidate when the CPU computes it
-natively (AVX512-BF16 / AMX, what oneDNN reports); it is then chosen only when a recorded
-check (`python -m bench.dtype`, which greedy-decodes the zoo's evaluation prompts with their
-adapters in float32 and bfloat16) found it faster AND its outputs agreeing with float32 on at
-least `MIN_AGREEMENT` of the prompts. Without such a record auto stays float32 (and says how
-to measure). Records live in `<cache>/dtype/`, keyed by the model's source, torch's version
-and the CPU's bf16 support, so a different machine or model measures again.
+On CUDA, auto is bfloat16. On a CPU, the candidates are only considered when the CPU computes
+bf16 natively (AVX512-BF16 / AMX, what oneDNN reports): `bfloat16` (the whole model) and
+`bf16-weights` (a float32 model whose linears read bf16 weights, see `cpu_linear`). A
+candidate is chosen only when a recorded check (`python -m bench.dtype`, which greedy-decodes
+the zoo's evaluation prompts with their adapters in float32 and in each candidate) found it
+faster AND its outputs agreeing with float32 on at least `MIN_AGREEMENT` of the prompts; of
+the accepted ones, the fastest. Without records auto stays float32 (and says how to
+measure). Records live in `<cache>/dtype/`, keyed by the model's source, torch's version, the
+CPU's bf16 support, the candidate and `RECORD_VERSION` (raised when the serving code changes
+what a candidate costs, so an old verdict is measured again).
 
 This module decides; it does not load models or run the check (bench/dtype.py does).
 """
@@ -24,7 +27,11 @@ import torch
 log = logging.getLogger(__name__)
 
 MIN_AGREEMENT = 0.9  # fraction of prompts whose greedy text must equal float32's
-MIN_SPEEDUP = 1.1  # bf16 must decode at least this much faster
+MIN_SPEEDUP = 1.1  # a candidate must decode at least this much faster
+CANDIDATES = ("bfloat16", "bf16-weights")
+# 2: float32 gained oneDNN linears and bf16-weights arrived; a version-1 record (bfloat16
+# against the stock float32 path) no longer says which is faster
+RECORD_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,7 @@ class DtypeRecord:
     """What a check measured for one model on one machine."""
 
     source: str
-    candidate: str  # "bfloat16"
+    candidate: str  # one of CANDIDATES
     agreement: float  # fraction of prompts with the same greedy text as float32
     prompts: int
     speedup: float  # candidate tokens/s over float32 tokens/s
@@ -52,21 +59,24 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
-def record_path(cache_dir: Path, source: str) -> Path:
-    key = f"{Path(source).name}|{source}|{torch.__version__}|{cpu_supports_bf16()}"
+def record_path(cache_dir: Path, source: str, candidate: str = "bfloat16") -> Path:
+    key = (
+        f"{Path(source).name}|{source}|{torch.__version__}|{cpu_supports_bf16()}|{candidate}"
+        f"|v{RECORD_VERSION}"
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_dir / "dtype" / f"{Path(source).name}-{digest}.json"
+    return cache_dir / "dtype" / f"{Path(source).name}-{candidate}-{digest}.json"
 
 
 def save_record(cache_dir: Path, record: DtypeRecord) -> Path:
-    path = record_path(cache_dir, record.source)
+    path = record_path(cache_dir, record.source, record.candidate)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(asdict(record), indent=2) + "\n")
     return path
 
 
-def load_record(cache_dir: Path, source: str) -> DtypeRecord | None:
-    path = record_path(cache_dir, source)
+def load_record(cache_dir: Path, source: str, candidate: str = "bfloat16") -> DtypeRecord | None:
+    path = record_path(cache_dir, source, candidate)
     if not path.is_file():
         return None
     try:
@@ -76,25 +86,38 @@ def load_record(cache_dir: Path, source: str) -> DtypeRecord | None:
         return None
 
 
-def auto_dtype(device: torch.device, cache_dir: Path, source: str) -> torch.dtype:
-    """The dtype `auto` means for this model on this device (see the module docstring)."""
+def auto_precision(device: torch.device, cache_dir: Path, source: str) -> str:
+    """The precision `auto` means for this model on this device (see the module docstring)."""
     if device.type == "cuda":
-        return torch.bfloat16
+        return "bfloat16"
     if not cpu_supports_bf16():
-        return torch.float32
-    record = load_record(cache_dir, source)
-    if record is None:
+        return "float32"
+    records = [r for c in CANDIDATES if (r := load_record(cache_dir, source, c)) is not None]
+    if not records:
         log.info(
             "dtype auto: float32 (this CPU has bf16; run `python -m bench.dtype` to measure "
-            "whether bfloat16 agrees with float32 on the zoo's prompts and is faster)"
+            "whether %s agree with float32 on the zoo's prompts and are faster)",
+            " and ".join(CANDIDATES),
         )
-        return torch.float32
-    choice = torch.bfloat16 if record.accepted else torch.float32
+        return "float32"
+    accepted = [r for r in records if r.accepted]
+    choice = max(accepted, key=lambda r: r.speedup).candidate if accepted else "float32"
     log.info(
-        "dtype auto: %s (bfloat16 agreement %.2f over %d prompts, speed x%.2f)",
-        str(choice).replace("torch.", ""),
-        record.agreement,
-        record.prompts,
-        record.speedup,
+        "dtype auto: %s (%s)",
+        choice,
+        "; ".join(
+            f"{r.candidate}: agreement {r.agreement:.2f} over {r.prompts} prompts, "
+            f"speed x{r.speedup:.2f}"
+            for r in records
+        ),
     )
     return choice
+
+
+def auto_dtype(device: torch.device, cache_dir: Path, source: str) -> torch.dtype:
+    """The torch dtype of the model's parameters under `auto_precision`."""
+    return (
+        torch.bfloat16
+        if auto_precision(device, cache_dir, source) == "bfloat16"
+        else (torch.float32)
+    )

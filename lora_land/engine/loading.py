@@ -25,6 +25,8 @@ from lora_land.errors import ConfigError
 log = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+BF16_WEIGHTS = "bf16-weights"  # float32 model, linears read bf16 weights (CPU, cpu_linear.py)
+PRECISIONS = _DTYPES | {BF16_WEIGHTS: torch.float32}
 DEFAULT_CONTEXT = 2048  # when a config names no max_position_embeddings
 
 
@@ -48,19 +50,30 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def pick_precision(
+    name: str, device: torch.device, cache_dir: Path | None = None, source: str | None = None
+) -> str:
+    """The serving precision: a dtype name, or `bf16-weights` (a float32 model whose linears
+    read bf16 weights, CPU only, see `cpu_linear`); `auto` consults the measured records for
+    `source` when given."""
+    if name == "auto":
+        if cache_dir is not None and source is not None:
+            from lora_land.engine.dtype_choice import auto_precision
+
+            return auto_precision(device, cache_dir, source)
+        return "bfloat16" if device.type == "cuda" else "float32"
+    if name not in PRECISIONS:
+        raise ConfigError(f"dtype must be auto or one of {sorted(PRECISIONS)}, got {name!r}")
+    if name == BF16_WEIGHTS and device.type != "cpu":
+        raise ConfigError(f"dtype {BF16_WEIGHTS!r} is for CPUs; on {device} use bfloat16")
+    return name
+
+
 def pick_dtype(
     name: str, device: torch.device, cache_dir: Path | None = None, source: str | None = None
 ) -> torch.dtype:
-    """The serving dtype; `auto` consults the measured record for `source` when given."""
-    if name == "auto":
-        if cache_dir is not None and source is not None:
-            from lora_land.engine.dtype_choice import auto_dtype
-
-            return auto_dtype(device, cache_dir, source)
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if name not in _DTYPES:
-        raise ConfigError(f"dtype must be auto or one of {sorted(_DTYPES)}, got {name!r}")
-    return _DTYPES[name]
+    """The torch dtype of the model's parameters for `pick_precision`'s choice."""
+    return PRECISIONS[pick_precision(name, device, cache_dir, source)]
 
 
 def resolve_source(base: BaseSource, settings: Settings) -> str:
@@ -104,13 +117,14 @@ def load_base(base: BaseSource, settings: Settings) -> LoadedBase:
     device = pick_device(settings.device)
     quant = _quantization_config(settings.quantization, device)
     source = resolve_source(base, settings)
-    dtype = pick_dtype(settings.dtype, device, settings.cache_dir, source)
+    precision = pick_precision(settings.dtype, device, settings.cache_dir, source)
+    dtype = PRECISIONS[precision]
     log.info(
         "loading base %s from %s on %s (%s, quantization=%s)",
         base.name,
         source,
         device,
-        dtype,
+        precision,
         settings.quantization,
     )
     kwargs: dict = {"dtype": dtype, "use_safetensors": True, "trust_remote_code": False}
@@ -120,7 +134,12 @@ def load_base(base: BaseSource, settings: Settings) -> LoadedBase:
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     if quant is None:
         model.to(device)
-        if cpu_linear.wanted(settings.cpu_linear, device, dtype):
+        onednn = cpu_linear.wanted(settings.cpu_linear, device, dtype)  # validates the setting
+        if precision == BF16_WEIGHTS and onednn:
+            done = cpu_linear.use_onednn_bf16_linears(model)
+            log.info("%d linear layers through oneDNN with bf16 weights", done)
+            onednn = not done  # else plain float32 oneDNN linears
+        if onednn:
             log.info("%d linear layers through oneDNN", cpu_linear.use_onednn_linears(model))
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)

@@ -171,6 +171,7 @@ def _evaluate(settings, base, task, rows, variant: str, adapter_dir: Path, confi
     lengths = [len(r["prediction"]) for r in report.records]
     return {
         "metric": report.metric,
+        "precision": settings.dtype,
         "score": bootstrap_mean(scores, seed=config.seed).as_dict(),
         "row_scores": scores,
         "mean_chars": round(sum(lengths) / len(lengths), 1),
@@ -250,6 +251,7 @@ def run_loop(
             on_record(record)
 
     first = run_dir / "iter0" / RECORD
+    settings = _fixed_precision(settings, base, read_json(first) if first.is_file() else None)
     if not first.is_file():
         log.info("evaluating pi_0 (%s) on %d rows", config.adapter_id, len(eval_rows))
         ev = _evaluate(settings, base, task, eval_rows, "pi0", pi0, config)
@@ -338,6 +340,20 @@ def run_loop(
     if config.out is not None and result.stopped is None and len(result.curve) > 1:
         result.installed = install(config, base, result.curve, policy)
     return result
+
+
+def _fixed_precision(settings: Settings, base, pi0_record: dict | None) -> Settings:
+    """One serving precision for the whole run, so every policy is measured alike: the one
+    pi_0 was evaluated in when resuming, else what `auto` resolves to now (a dtype check run
+    meanwhile must not change it between iterations)."""
+    from lora_land.engine.loading import pick_device, pick_precision
+
+    recorded = (pi0_record or {}).get("eval", {}).get("precision")
+    if recorded:
+        return replace(settings, dtype=recorded)
+    device = pick_device(settings.device)
+    precision = pick_precision(settings.dtype, device, settings.cache_dir, base.source)
+    return replace(settings, dtype=precision)
 
 
 def _train(config, base, policy: Path, pi0: Path, pairs, adapter_dir: Path, t: int) -> dict:

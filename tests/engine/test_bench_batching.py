@@ -59,3 +59,24 @@ def test_linears_only_reads_each_linear_weight_once_per_token():
     weight_bytes = (8 * 16 + 16 * 8) * 4
     assert tok_s > 0
     assert gb_s == pytest.approx(tok_s * weight_bytes / 1e9)
+
+
+def test_bytes_read_per_token_count_the_bf16_copies_when_linears_read_them():
+    import torch
+    from torch import nn
+
+    from lora_land.engine.cpu_linear import onednn_available, use_onednn_bf16_linears
+
+    if not onednn_available():
+        pytest.skip("PyTorch built without oneDNN")
+    embed, proj, head = nn.Embedding(50, 16), nn.Linear(16, 24), nn.Linear(16, 50, bias=False)
+    head.weight = embed.weight  # tied, as in SmolLM2
+    model = nn.ModuleDict({"embed": embed, "proj": proj, "head": head})
+    assert batching.weight_bytes(model) == (50 * 16 + 24 * 16 + 24) * 4
+    assert use_onednn_bf16_linears(model) == 2
+    # the linears read bf16 copies (the tied head too); the embedding reads one row a token
+    assert batching.weight_bytes(model) == (50 * 16 + 24 * 16) * 2 + 24 * 4
+    rates = batching.gemv_read_gb_s(model, budget_bytes=100_000)
+    assert set(rates) == {"16x24", "16x50"} and all(r > 0 for r in rates.values())
+    x = torch.randn(1, 1, 16)
+    assert batching.linears_only_tok_s(model, reps=2)[0] > 0 and model["proj"](x).shape[-1] == 24

@@ -105,3 +105,56 @@ def test_the_engine_serves_float32_through_onednn_unless_told_not_to(
         assert reply.completion_tokens == 3 or reply.finish_reason == "stop"
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("shape", [(1, 16), (1, 1, 16), (3, 7, 16), (2, 40, 16)])
+def test_bf16_weights_stay_within_bf16_rounding_of_nn_linear_in_float32(shape):
+    from lora_land.engine.cpu_linear import OneDnnBf16Linear, linear_kind, use_onednn_bf16_linears
+
+    model = Tiny()
+    x = torch.randn(*shape)
+    with torch.inference_mode():
+        expected = model(x)
+        assert use_onednn_bf16_linears(model) == 3
+        got = model(x)
+    assert type(model.proj) is OneDnnBf16Linear and linear_kind(model) == "onednn-bf16"
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    assert model.head.weight is model.embed.weight and model.proj.weight.dtype == torch.float32
+    # bf16 keeps 8 bits of mantissa: close, and not bit-equal (it did compute in bf16)
+    torch.testing.assert_close(got, expected, rtol=3e-2, atol=3e-2)
+    assert not torch.equal(got, expected)
+    with aten_linears(model):
+        torch.testing.assert_close(model(x), expected)  # the float32 baseline is still there
+    assert type(model.proj) is OneDnnBf16Linear
+
+
+def test_bf16_weights_leave_training_on_the_float32_path():
+    from lora_land.engine.cpu_linear import use_onednn_bf16_linears
+
+    model, reference = Tiny(), Tiny()
+    use_onednn_bf16_linears(model)
+    x = torch.randn(2, 16, requires_grad=True)
+    model(x).sum().backward()
+    torch.testing.assert_close(model(x.detach()), reference(x.detach()))  # grad on: float32
+    assert model.proj.weight.grad is not None and x.grad is not None
+
+
+@pytest.mark.parametrize(
+    ("dtype", "expected"), [("bf16-weights", "onednn-bf16"), ("float32", "onednn")]
+)
+def test_the_engine_serves_bf16_weights_when_asked(tiny_base_dir, tmp_path, dtype, expected):
+    from lora_land.engine.cpu_linear import linear_kind
+    from lora_land.engine.engine import Engine
+    from lora_land.engine.types import GenerationRequest
+
+    from .engine_helpers import deployment_for, engine_settings
+
+    settings = engine_settings(tmp_path, dtype=dtype, device="cpu")
+    engine = Engine.from_settings(settings, deployment_for(tiny_base_dir, {}))
+    try:
+        assert linear_kind(engine.model) == expected
+        assert next(engine.model.parameters()).dtype == torch.float32
+        reply = engine.generate([GenerationRequest("hello", None, max_new_tokens=3)])[0]
+        assert reply.completion_tokens == 3 or reply.finish_reason == "stop"
+    finally:
+        engine.close()

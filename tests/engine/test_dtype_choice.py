@@ -65,3 +65,31 @@ def test_explicit_dtypes_are_taken_as_given_and_bad_names_are_refused(tmp_path):
     assert pick_dtype("bfloat16", CPU, tmp_path, "/models/m") == torch.bfloat16
     with pytest.raises(ConfigError, match="float64"):
         pick_dtype("float64", CPU)
+
+
+def test_auto_picks_the_fastest_accepted_candidate(tmp_path, bf16_cpu):
+    from dataclasses import replace
+
+    from lora_land.engine.dtype_choice import auto_precision
+
+    slow = _record("/models/m", agreement=0.95, speedup=1.3)
+    save_record(tmp_path, slow)
+    save_record(tmp_path, replace(slow, candidate="bf16-weights", agreement=0.99, speedup=1.6))
+    assert auto_precision(CPU, tmp_path, "/models/m") == "bf16-weights"
+    assert pick_dtype("auto", CPU, tmp_path, "/models/m") == torch.float32  # its parameters
+    save_record(tmp_path, replace(slow, candidate="bf16-weights", agreement=0.5, speedup=2.0))
+    assert auto_precision(CPU, tmp_path, "/models/m") == "bfloat16"  # the other one holds
+
+
+def test_a_record_made_before_the_serving_code_changed_is_not_read(tmp_path, bf16_cpu, monkeypatch):
+    save_record(tmp_path, _record("/models/m", agreement=0.97, speedup=1.8))
+    monkeypatch.setattr(dtype_choice, "RECORD_VERSION", dtype_choice.RECORD_VERSION + 1)
+    assert auto_dtype(CPU, tmp_path, "/models/m") == torch.float32
+
+
+def test_bf16_weights_is_a_cpu_precision():
+    from lora_land.engine.loading import pick_precision
+
+    assert pick_precision("bf16-weights", CPU) == "bf16-weights"
+    with pytest.raises(ConfigError, match="bf16-weights"):
+        pick_precision("bf16-weights", torch.device("cuda"))

@@ -205,3 +205,18 @@ def test_a_dev_run_measures_on_the_dev_split_never_on_prompts_it_trains_on():
     assert "eval_split" not in _settings_only(DpoSettings()).fingerprint()
     with pytest.raises(UserError, match="eval_split must be 'eval' or 'dev'"):
         evaluation_rows(_settings_only(DpoSettings(), eval_split="test"), "glue_qnli")
+
+
+def test_a_run_keeps_the_precision_pi0_was_measured_in(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from lora_land.config import Settings
+    from lora_land.engine import loading
+    from lora_land.rlhf.loop import _fixed_precision
+
+    base = SimpleNamespace(source=str(tmp_path))
+    settings = Settings.from_env(dtype="auto", device="cpu", cache_dir=tmp_path)
+    monkeypatch.setattr(loading, "pick_precision", lambda name, *a: "bf16-weights")
+    assert _fixed_precision(settings, base, None).dtype == "bf16-weights"  # resolved once
+    resumed = {"iteration": 0, "eval": {"precision": "float32"}}
+    assert _fixed_precision(settings, base, resumed).dtype == "float32"  # as pi_0 was
