@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-from lora_land.engine.kv_slab import slab_cache
+from lora_land.engine.kv_slab import reserved_cache, slab_cache
 from lora_land.engine.lora import DeviceAdapter, LoraContext
 from lora_land.engine.sampling import next_token, sample_tensor
 from lora_land.engine.types import FinishReason
@@ -302,6 +302,8 @@ class RunningBatch:
         self._mask: torch.Tensor | None = None  # [B, W]: 1 for real tokens, 0 for left padding
         self._last_pos: torch.Tensor | None = None  # [B, 1]: position of each row's last token
         self._lora_groups: list = []  # the running rows' LoRA plan (LoraContext.groups)
+        # cache layers of a row (`new_cache`'s count), for long prompts' reserved caches
+        self._cache_layers = len(DynamicCache(config=model.config).layers)
 
     @property
     def rows(self) -> list[Row]:
@@ -339,7 +341,14 @@ class RunningBatch:
         rows = [r for r in rows if not any(r is x for x in long)]
         for row in long:
             groups = self._groups([row.adapter])
-            self._pending.append(_Prefill(row, new_cache(self.model), groups))
+            cache = reserved_cache(self._cache_layers, len(row.prompt_ids))
+            self._pending.append(_Prefill(row, cache, groups))
+        if long and self._cache is not None:  # room for the joiners now, touched chunk by chunk
+            width = max(len(p.row.prompt_ids) for p in self._pending)
+            left = sum(len(p.row.prompt_ids) - p.done for p in self._pending)
+            steps = -(-left // budget)  # one decode step per chunk until the last one joins
+            for layer in self._cache.layers:
+                layer.reserve(rows=len(self._pending), width=width, steps=steps)
         if not rows:
             return self._advance_prefills() if not self._rows else []
         cache = new_cache(self.model)
@@ -409,6 +418,9 @@ class RunningBatch:
                 finished.append(row)
                 continue
             budget -= take
+            if self._cache is not None:
+                for layer in self._cache.layers:
+                    layer.prefault(take)
             if job.done == len(row.prompt_ids):
                 self._pending.pop(0)
                 length = job.done

@@ -39,6 +39,9 @@ class SlabLayer(DynamicLayer):
         self.dtype, self.device = keys.dtype, keys.device
         self.is_initialized = True
         self.reallocations = 0
+        self._planned: tuple[int, int] | None = None  # (slots, columns) `prefault` will zero
+        self._prefaulted = 0
+        self._zeroed: tuple[int, int, int] | None = None  # (slots, from, to): known zeros
         rows, _, width, _ = keys.shape
         self._allocate(keys, values, rows + SPARE_ROWS, SPARE_LEFT, width + SPARE_RIGHT)
 
@@ -52,6 +55,7 @@ class SlabLayer(DynamicLayer):
         self._k[:rows, :, left : left + width] = keys
         self._v[:rows, :, left : left + width] = values
         self.rows, self.start, self.end = rows, left, left + width
+        self._zeroed, self._prefaulted = None, 0  # new memory: nothing known or touched
         self._sync()
 
     def _grow(self, rows: int = 0, left: int = 0, right: int = 0) -> None:
@@ -106,8 +110,10 @@ class SlabLayer(DynamicLayer):
         if self.rows + n > self._k.shape[0]:
             self._grow(rows=n)
         if wider > 0:  # the running rows get left padding in the columns they now span
-            self._k[: self.rows, :, self.start - wider : self.start] = 0
-            self._v[: self.rows, :, self.start - wider : self.start] = 0
+            lo, hi, z = self.start - wider, self.start, self._zeroed
+            if not (z and self.rows <= z[0] and z[1] <= lo and hi <= z[2]):  # not prefaulted
+                self._k[: self.rows, :, lo:hi] = 0
+                self._v[: self.rows, :, lo:hi] = 0
             self.start -= wider
         top, bottom = self.rows, self.rows + n
         self._k[top:bottom, :, self.start : self.end - width] = 0
@@ -115,7 +121,43 @@ class SlabLayer(DynamicLayer):
         self._k[top:bottom, :, self.end - width : self.end] = keys
         self._v[top:bottom, :, self.end - width : self.end] = values
         self.rows = bottom
+        self._zeroed = None  # the joiners' columns may lie in it
         self._sync()
+
+    def reserve(self, rows: int, width: int, steps: int) -> None:
+        """Make room now for `rows` more rows spanning up to `width` columns that will join
+        after about `steps` decode steps (a long prompt prefilling in chunks), and plan
+        `prefault`: the join then moves no running row and writes into memory already
+        touched, and the decode steps meanwhile do not outgrow the slab."""
+        wider = max(0, width - (self.end - self.start))
+        right = steps + SPARE_RIGHT
+        if (
+            self.start < wider
+            or self.rows + rows > self._k.shape[0]
+            or self.end + right > self._k.shape[2]
+        ):
+            self._grow(rows=rows, left=wider, right=right)
+        self._planned = (min(self.rows + rows, self._k.shape[0]), wider)
+        self._prefaulted = 0
+
+    def prefault(self, columns: int) -> None:
+        """Zero the next `columns` of the columns `reserve` planned, right to left, in every
+        slot the join may use. They lie left of `start`, outside every view (so this never
+        changes what a row sees); the join zeroes or writes what it shows anyway. Spread over
+        the chunk steps, this moves the first touch of fresh pages out of the join's step."""
+        if self._planned is None:
+            return
+        slots, total = self._planned
+        done = min(total, self._prefaulted + columns)
+        lo, hi = self.start - done, self.start - self._prefaulted
+        if lo < 0 or lo >= hi:  # done, or the layout changed since `reserve`
+            self._planned = None
+            return
+        self._k[:slots, :, lo:hi] = 0
+        self._v[:slots, :, lo:hi] = 0
+        self._prefaulted = done
+        z = self._zeroed
+        self._zeroed = (slots, lo, z[2]) if z and z[0] == slots and z[1] == hi else (slots, lo, hi)
 
     def cut_left(self, columns: int) -> None:
         """Forget the first `columns` columns (padding for every row)."""
@@ -128,7 +170,38 @@ class SlabLayer(DynamicLayer):
     def restore(self, state: tuple) -> None:
         """Undo an `append_rows` (it never changes what the running rows' views hold)."""
         self._k, self._v, self.rows, self.start, self.end = state
+        self._zeroed = None
         self._sync()
+
+
+class ReservedSlabLayer(SlabLayer):
+    """The cache of one long prompt prefilled in chunks: its first update allocates room for
+    the whole prompt, so later chunks write in place (a `DynamicLayer` concatenates: a copy
+    of everything cached so far, in fresh memory, at every chunk)."""
+
+    def __init__(self, columns: int) -> None:  # no tensors yet: allocated on the first update
+        DynamicLayer.__init__(self)
+        self.reallocations = 0
+        self._planned, self._prefaulted, self._zeroed = None, 0, None
+        self._columns = columns
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.dtype, self.device = key_states.dtype, key_states.device
+            rows, heads, _, dim = key_states.shape
+            shape = (rows, heads, self._columns + SPARE_RIGHT, dim)
+            self._k = _fresh_buffer(key_states, shape)
+            self._v = _fresh_buffer(value_states, shape)
+            self.rows, self.start, self.end = rows, 0, 0
+            self.is_initialized = True
+        return super().update(key_states, value_states)
+
+
+def reserved_cache(layers: int, columns: int) -> DynamicCache:
+    """An empty cache for one row of `columns` tokens, every layer reserved (see above)."""
+    cache = DynamicCache()
+    cache.layers = [ReservedSlabLayer(columns) for _ in range(layers)]
+    return cache
 
 
 def _fresh_buffer(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:

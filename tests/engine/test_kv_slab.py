@@ -94,3 +94,42 @@ def test_restore_undoes_a_join():
     slab.append_rows(joiner, joiner)
     slab.restore(state)
     assert torch.equal(slab.keys, keys) and slab.rows == 2
+
+
+def test_a_reserved_prefill_cache_writes_every_chunk_in_place():
+    from lora_land.engine.kv_slab import reserved_cache
+
+    cache = reserved_cache(layers=2, columns=10)
+    layer = cache.layers[0]
+    assert cache.get_seq_length() == 0
+    want = None
+    for step, width in enumerate((4, 4, 2)):  # chunks of one 10-token prompt
+        new = _kv(1, width, 80 + step)
+        got, _ = layer.update(new, new * 2)
+        want = new if want is None else torch.cat([want, new], dim=2)
+        if step == 0:
+            buffer = layer.buffer
+        assert torch.equal(got, want)
+    assert layer.buffer is buffer and layer.reallocations == 0
+    assert layer.get_seq_length() == 10 and cache.layers[1].get_seq_length() == 0
+
+
+@pytest.mark.parametrize("per_step", [8, 3])  # all the joiner's columns touched, or part
+def test_a_reserved_join_moves_no_running_row_and_prefaulting_shows_nothing(per_step):
+    keys = _kv(2, 5, 6)
+    slab = SlabLayer(keys, keys * 2)
+    slab.reserve(rows=1, width=60, steps=8)  # a 60-token prompt joins after 8 steps
+    buffer, grown = slab.buffer, slab.reallocations
+    want = keys
+    for step in range(8):  # decode steps while it prefills, touching its columns chunk by chunk
+        before = slab.keys.clone()
+        slab.prefault(per_step)
+        assert torch.equal(slab.keys, before)  # outside every view
+        new = _kv(2, 1, 90 + step)
+        slab.update(new, new * 2)
+        want = torch.cat([want, new], dim=2)
+    joiner = _kv(1, 60, 99)
+    slab.append_rows(joiner, joiner * 2)
+    want = torch.cat([_left_pad(want, 60), joiner])
+    assert slab.buffer is buffer and slab.reallocations == grown  # no copy at the join
+    assert torch.equal(slab.keys, want) and torch.equal(slab.values, want * 2)
