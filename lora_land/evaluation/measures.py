@@ -26,6 +26,7 @@ from lora_land.evaluation.tasks import read_jsonl
 from lora_land.training.split import TRAIN_DIR
 
 MAX_LABELS = 10
+MIN_MODE_SHARE = 0.05  # a target this common is a prior an adapter could learn instead of reading
 NER_TASKS = frozenset({"conllpp", "bc5cdr"})
 DATA_TO_TEXT = {
     "e2e_nlg": "meaning_representation",
@@ -105,15 +106,21 @@ def label_set(task: str) -> frozenset[str] | None:
 def constant_answer(task: str) -> tuple[str, str] | None:
     """(answer, what it is) a model that learnt only the targets' prior would give to every
     input: a classifier's most common training label, a numeric task's median training
-    target; None for free-form tasks."""
+    target, another task's most common training target when at least `MIN_MODE_SHARE` of the
+    training rows have it (reuters' "[]", conllpp's empty entity lists); None for free text."""
     targets = [str(r["target"]) for r in read_jsonl(TRAIN_DIR / f"{task}.jsonl")]
+    if not targets:
+        return None
+    counts = Counter(targets)
+    mode = min(counts, key=lambda t: (-counts[t], t))  # ties: alphabetical
     if label_set(task) is not None:
-        counts = Counter(targets)
-        label = min(counts, key=lambda t: (-counts[t], t))  # ties: alphabetical
-        return label, "the most common training label"
+        return mode, "the most common training label"
     numbers = [_number(t) for t in targets]
-    if targets and all(n is not None for n in numbers):
+    if all(n is not None for n in numbers):
         return f"{statistics.median(numbers):g}", "the median training target"
+    share = counts[mode] / len(targets)
+    if share >= MIN_MODE_SHARE:
+        return mode, f"the most common training target, {share:.0%} of the training rows"
     return None
 
 

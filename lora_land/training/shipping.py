@@ -4,8 +4,9 @@ An adapter ships only if its paired lift over the base (same rows, mean of per-r
 differences) has a 95% bootstrap interval that lies entirely above zero on the evaluation
 rows, and, for a task whose metric can be satisfied by format alone (structured outputs:
 NER entity lists, data-to-text), only if its lift on the task's second measure also lies
-above zero; and, for a classifier or a numeric task, only if its paired lift over a constant
-answer (the most common training label; the median training target) also lies above zero: an
+above zero; and, where a constant answer is a real prior (a classifier's most common label, a
+numeric task's median target, a target at least 5% of the training rows share, such as
+reuters' "[]"), only if its paired lift over that constant answer also lies above zero: an
 adapter that answers every input with the targets' prior gets the report metric's lift over a
 base that cannot produce an answer of the right form, without reading the input. The same rule
 picks the candidates on the dev split before the evaluation rows are touched. This module

@@ -237,3 +237,22 @@ def test_a_numeric_task_is_measured_against_its_median_training_target():
     answer, what = constant_answer("glue_stsb")
     targets = [float(r["target"]) for r in read_jsonl(TRAIN_DIR / "glue_stsb.jsonl")]
     assert float(answer) == statistics.median(targets) and what == "the median training target"
+
+
+def test_a_target_many_training_rows_share_is_a_constant_answer_free_text_has_none():
+    from collections import Counter
+
+    from lora_land.evaluation.measures import MIN_MODE_SHARE, constant_answer
+    from lora_land.evaluation.tasks import read_jsonl
+    from lora_land.training.split import TRAIN_DIR
+
+    for task in ("reuters", "conllpp", "e2e_nlg"):
+        counts = Counter(str(r["target"]) for r in read_jsonl(TRAIN_DIR / f"{task}.jsonl"))
+        mode, n = counts.most_common(1)[0]
+        found = constant_answer(task)
+        if n / counts.total() >= MIN_MODE_SHARE:
+            assert found is not None and found[0] == mode and "training rows" in found[1]
+        else:
+            assert found is None
+    assert constant_answer("reuters")[0] == "[]"  # 43% of its training rows
+    assert constant_answer("e2e_nlg") is None  # free text: no answer fits many inputs
