@@ -88,12 +88,17 @@ def use_onednn_bf16_linears(model: nn.Module) -> int:
     if not linears or not onednn_available():
         return 0
     first, cls = linears[0], type(linears[0])
-    first._packed = pack_bf16(first.weight)
-    first.__class__ = OneDnnBf16Linear
-    if not _agrees_bf16(first):
+    try:
+        first._packed = pack_bf16(first.weight)
+        first.__class__ = OneDnnBf16Linear
+        agrees = _agrees_bf16(first)
+    except RuntimeError as e:  # a build or CPU without oneDNN bf16 matmul
+        log.warning("oneDNN bf16 linears are not available here (%s)", e)
+        agrees = False
+    if not agrees:
         first.__class__ = cls
-        del first._packed
-        log.warning("oneDNN's bf16 linear disagrees with F.linear here; keeping float32 weights")
+        first.__dict__.pop("_packed", None)
+        log.warning("keeping float32 weights: oneDNN's bf16 linear is missing or disagrees")
         return 0
     for module in linears[1:]:
         module._packed = pack_bf16(module.weight)

@@ -107,6 +107,16 @@ def test_the_engine_serves_float32_through_onednn_unless_told_not_to(
         engine.close()
 
 
+def _native_bf16() -> bool:
+    from lora_land.engine.dtype_choice import cpu_supports_bf16
+
+    return cpu_supports_bf16()
+
+
+needs_bf16 = pytest.mark.skipif(not _native_bf16(), reason="this CPU has no native bf16")
+
+
+@needs_bf16
 @pytest.mark.parametrize("shape", [(1, 16), (1, 1, 16), (3, 7, 16), (2, 40, 16)])
 def test_bf16_weights_stay_within_bf16_rounding_of_nn_linear_in_float32(shape):
     from lora_land.engine.cpu_linear import OneDnnBf16Linear, linear_kind, use_onednn_bf16_linears
@@ -128,6 +138,7 @@ def test_bf16_weights_stay_within_bf16_rounding_of_nn_linear_in_float32(shape):
     assert type(model.proj) is OneDnnBf16Linear
 
 
+@needs_bf16
 def test_bf16_weights_leave_training_on_the_float32_path():
     from lora_land.engine.cpu_linear import use_onednn_bf16_linears
 
@@ -139,6 +150,7 @@ def test_bf16_weights_leave_training_on_the_float32_path():
     assert model.proj.weight.grad is not None and x.grad is not None
 
 
+@needs_bf16
 @pytest.mark.parametrize(
     ("dtype", "expected"), [("bf16-weights", "onednn-bf16"), ("float32", "onednn")]
 )
@@ -158,3 +170,15 @@ def test_the_engine_serves_bf16_weights_when_asked(tiny_base_dir, tmp_path, dtyp
         assert reply.completion_tokens == 3 or reply.finish_reason == "stop"
     finally:
         engine.close()
+
+
+def test_without_bf16_linears_the_model_keeps_its_float32_ones(monkeypatch):
+    from lora_land.engine import cpu_linear
+
+    def unsupported(weight):
+        raise RuntimeError("mkldnn bf16 path needs the cpu support avx512bw, avx512vl and avx512dq")
+
+    monkeypatch.setattr(cpu_linear, "pack_bf16", unsupported)
+    model = Tiny()
+    assert cpu_linear.use_onednn_bf16_linears(model) == 0
+    assert cpu_linear.linear_kind(model) == "aten" and not hasattr(model.proj, "_packed")
