@@ -112,12 +112,3 @@ def auto_precision(device: torch.device, cache_dir: Path, source: str) -> str:
         ),
     )
     return choice
-
-
-def auto_dtype(device: torch.device, cache_dir: Path, source: str) -> torch.dtype:
-    """The torch dtype of the model's parameters under `auto_precision`."""
-    return (
-        torch.bfloat16
-        if auto_precision(device, cache_dir, source) == "bfloat16"
-        else (torch.float32)
-    )

@@ -124,12 +124,6 @@ def constant_answer(task: str) -> tuple[str, str] | None:
     return None
 
 
-def majority_label(task: str) -> str | None:
-    """A classifier's most common training target (as written); None for other tasks."""
-    found = constant_answer(task) if label_set(task) is not None else None
-    return found[0] if found else None
-
-
 def _number(text: str) -> float | None:
     try:
         return float(text.strip())

@@ -15,6 +15,7 @@ copies files and writes text; it trains and measures nothing.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -26,6 +27,7 @@ from lora_land.training.model_card import SUMMARY_FILE, read_summary, write_mode
 from lora_land.training.queue import RUNS_DIR, keep_record, read_json, task_dir, write_json
 from lora_land.training.recipes import QUEUE_ORDER, RECIPES
 from lora_land.training.split import DEV_ROWS, SPLIT_SEED
+from lora_land.training.zoo_stages import judge
 
 ZOO_DIR = PROJECT_ROOT / "assets" / "adapters"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", SUMMARY_FILE)
@@ -88,9 +90,12 @@ def measured_rows(task: str, result: dict) -> list[MeasuredRow]:
 def with_majority(task: str, result: dict, runs: Path) -> dict:
     """Add the constant-answer reference (classifiers) to a verdict made before it existed;
     the verdict itself does not change."""
+    from lora_land.evaluation.measures import constant_answer
     from lora_land.evaluation.scored import ScoredRun
     from lora_land.training.zoo_stages import majority_reference, part_rows
 
+    if constant_answer(task) is None:  # free text: nothing to add, no rows to read
+        return result
     for part in ("dev", "eval"):
         comparison = result.get(part)
         tuned = task_dir(task, runs) / f"{part}-{result['recipe']}.json"
@@ -101,14 +106,6 @@ def with_majority(task: str, result: dict, runs: Path) -> dict:
         if majority is not None:
             comparison["majority"] = majority
     return result
-
-
-def rejudge(task: str, result: dict) -> dict:
-    """A finished task's verdict under the current shipping rule, from its recorded figures:
-    a task the rule would not have picked on dev is not shipped, whatever its evaluation."""
-    from lora_land.training.zoo_stages import judge
-
-    return judge(task, result)
 
 
 def ship_task(task: str, result: dict, runs: Path, zoo: Path) -> None:
@@ -158,7 +155,8 @@ def ship_all(
         result = read_json(task_dir(task, runs) / "result.json")
         if result is None:
             continue  # not finished here (a task finished on another machine is in its record)
-        judged = rejudge(task, with_majority(task, json.loads(json.dumps(result)), runs))
+        # the current rule on the recorded figures (a rule change withdraws what fails it)
+        judged = judge(task, with_majority(task, copy.deepcopy(result), runs))
         if judged != result:  # a reference added, or a verdict made under an earlier rule
             result = judged
             write_json(task_dir(task, runs) / "result.json", result)

@@ -65,7 +65,7 @@ def write_zoo_readme(out_dir: Path = ZOO_DIR, runs: Path | None = None) -> Path:
             f"{next(iter(choice['dev'].values()))['adapter']['n']}): `{choice['recipe']}` "
             f"({means}); the other tasks use it.",
         ]
-    lifts, v1 = [], []
+    lifts, v1, constant = [], [], []
     for task in QUEUE_ORDER:
         result = task_result(task, runs)
         version = zoo_version(out_dir / task)
@@ -83,6 +83,12 @@ def write_zoo_readme(out_dir: Path = ZOO_DIR, runs: Path | None = None) -> Path:
         second_text = f"{second['measure']} {_ci(second['lift'], True)}" if second else ""
         if result["ships"]:
             lifts.append(c["lift"]["mean"])
+            m = c.get("majority") if result.get("eval") else None
+            if m:
+                constant.append(
+                    f"| {task} | `{m['label']}` | {_ci(m['score'])} | "
+                    f"{_ci(c['adapter'])} | {_ci(m['adapter_lift'], True)} |"
+                )
         lines.append(
             f"| {task} | {status} | {c['metric']} ({where}) | {c['adapter']['n']} | "
             f"{_ci(c['base'])} | {_ci(c['adapter'])} | {_ci(c['lift'], True)} | {second_text} |"
@@ -99,15 +105,6 @@ def write_zoo_readme(out_dir: Path = ZOO_DIR, runs: Path | None = None) -> Path:
             "Still v1 (trained on all training rows, chosen on the evaluation rows "
             "that also measured them, no intervals): " + ", ".join(v1) + ".",
         ]
-    constant = []
-    for task in QUEUE_ORDER:
-        result = task_result(task, runs) or {}
-        m = (result.get("eval") or {}).get("majority")
-        if result.get("ships") and m:
-            constant.append(
-                f"| {task} | `{m['label']}` | {_ci(m['score'])} | "
-                f"{_ci(result['eval']['adapter'])} | {_ci(m['adapter_lift'], True)} |"
-            )
     if constant:
         lines += [
             "",

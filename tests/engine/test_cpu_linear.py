@@ -14,6 +14,7 @@ from lora_land.engine.cpu_linear import (
     use_onednn_linears,
     wanted,
 )
+from lora_land.engine.dtype_choice import cpu_supports_bf16
 from lora_land.errors import ConfigError
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="PyTorch built without oneDNN")
@@ -37,14 +38,22 @@ class Subclass(nn.Linear):
     pass
 
 
-@pytest.mark.parametrize("shape", [(1, 16), (1, 1, 16), (3, 7, 16), (2, 40, 16)])
-def test_same_outputs_as_nn_linear_for_decode_and_prefill_shapes(shape):
+SHAPES = [(1, 16), (1, 1, 16), (3, 7, 16), (2, 40, 16)]  # decode and prefill inputs
+
+
+def _before_and_after(swap, shape):
+    """(model, input, its output before `swap(model)`, after it) for an input of `shape`."""
     model = Tiny()
     x = torch.randn(*shape)
     with torch.inference_mode():
         expected = model(x)
-        assert use_onednn_linears(model) == 3
-        got = model(x)
+        assert swap(model) == 3
+        return model, x, expected, model(x)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_same_outputs_as_nn_linear_for_decode_and_prefill_shapes(shape):
+    _, _, expected, got = _before_and_after(use_onednn_linears, shape)
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
@@ -107,26 +116,15 @@ def test_the_engine_serves_float32_through_onednn_unless_told_not_to(
         engine.close()
 
 
-def _native_bf16() -> bool:
-    from lora_land.engine.dtype_choice import cpu_supports_bf16
-
-    return cpu_supports_bf16()
-
-
-needs_bf16 = pytest.mark.skipif(not _native_bf16(), reason="this CPU has no native bf16")
+needs_bf16 = pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bf16")
 
 
 @needs_bf16
-@pytest.mark.parametrize("shape", [(1, 16), (1, 1, 16), (3, 7, 16), (2, 40, 16)])
+@pytest.mark.parametrize("shape", SHAPES)
 def test_bf16_weights_stay_within_bf16_rounding_of_nn_linear_in_float32(shape):
     from lora_land.engine.cpu_linear import OneDnnBf16Linear, linear_kind, use_onednn_bf16_linears
 
-    model = Tiny()
-    x = torch.randn(*shape)
-    with torch.inference_mode():
-        expected = model(x)
-        assert use_onednn_bf16_linears(model) == 3
-        got = model(x)
+    model, x, expected, got = _before_and_after(use_onednn_bf16_linears, shape)
     assert type(model.proj) is OneDnnBf16Linear and linear_kind(model) == "onednn-bf16"
     assert got.dtype == torch.float32 and got.shape == expected.shape
     assert model.head.weight is model.embed.weight and model.proj.weight.dtype == torch.float32
