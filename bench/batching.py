@@ -17,7 +17,9 @@ the load average and thread counts it ran under.
   model's linear layers in order on one token (`linears_only_over_roofline`: how close the
   matmuls come to the bandwidth limit; `decode_over_linears_only`: what the rest of a step
   costs); `gemv_read_gb_s_<in>x<out>`: the read rate of one token through each linear shape
-  alone (small matrices pay a fixed cost per call that big ones amortise);
+  alone (small matrices pay a fixed cost per call that big ones amortise; q/k/v and gate/up
+  are read as one matrix each, see `lora_land/engine/packed.py`), and
+  `packed_over_unpacked_decode`: the same decode with every projection read on its own;
 - `mixed32_over_same32_throughput`: decode tokens/s of 32 rows over 32 distinct adapters vs
   32 rows on one adapter (target >= 0.85); `mixed8_over_same8_throughput` likewise;
 - `concurrent_over_sequential_throughput`: 16 streaming clients over 8 adapters, 64 new
@@ -55,11 +57,13 @@ from lora_land.deployment import AdapterSource, BaseSource, Deployment
 from lora_land.engine.batch import Row, RunningBatch
 from lora_land.engine.cpu_linear import (
     OneDnnBf16Linear,
+    OneDnnLinear,
     aten_linears,
     linear_kind,
     pack_bf16,
 )
 from lora_land.engine.engine import Engine, in_passing_thread
+from lora_land.engine.packed import PackedLinear, packs, unpacked
 from lora_land.engine.prepare import prepare_embedded_model
 from lora_land.engine.types import GenerationRequest
 
@@ -109,7 +113,7 @@ def weight_bytes(model: torch.nn.Module) -> int:
     seen: set[int] = set()
     total = 0
     for m in model.modules():
-        if isinstance(m, OneDnnBf16Linear) and m.weight.data_ptr() not in seen:
+        if _weight_itemsize(m) == 2 and m.weight.data_ptr() not in seen:
             seen.add(m.weight.data_ptr())
             total += m.weight.numel() * 2
     for param in model.parameters():
@@ -141,9 +145,24 @@ def linears_only_tok_s(model: torch.nn.Module, reps: int = 10) -> tuple[float, f
     return 1.0 / seconds, nbytes / seconds / 1e9
 
 
-def _weight_itemsize(m: torch.nn.Linear) -> int:
+def _weight_itemsize(m: torch.nn.Module) -> int:
     """Bytes per weight a forward reads (a `bf16-weights` linear reads its bf16 copy)."""
-    return 2 if isinstance(m, OneDnnBf16Linear) else m.weight.element_size()
+    if isinstance(m, OneDnnBf16Linear) or (isinstance(m, PackedLinear) and m._pack.bf16):
+        return 2
+    return m.weight.element_size() if isinstance(m, torch.nn.Linear) else 4
+
+
+def _reads(model: torch.nn.Module) -> set[tuple[type, int, int]]:
+    """(standalone class, in, out) of each matrix a decode step reads: a packed group's
+    (`lora_land/engine/packed.py`) as one matrix."""
+    shapes = set()
+    for m in model.modules():
+        if isinstance(m, PackedLinear):
+            kind = OneDnnBf16Linear if m._pack.bf16 else OneDnnLinear
+            shapes.add((kind, m._pack.in_features, m._pack.out_features))
+        elif isinstance(m, torch.nn.Linear):
+            shapes.add((type(m), m.in_features, m.out_features))
+    return shapes
 
 
 def gemv_read_gb_s(model: torch.nn.Module, budget_bytes: int = 200_000_000) -> dict[str, float]:
@@ -152,12 +171,10 @@ def gemv_read_gb_s(model: torch.nn.Module, budget_bytes: int = 200_000_000) -> d
     memory, not cache, as they do in a 30-layer decode. Small matrices pay a fixed cost per
     call (dispatch, thread fork/join) that big ones amortise, so this says which shapes keep
     the decode below the roofline."""
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     dtype = next(model.parameters()).dtype
     out: dict[str, float] = {}
     with torch.inference_mode():
-        for cls, i, o in sorted({(type(m), m.in_features, m.out_features) for m in linears},
-                                key=lambda k: (k[1] * k[2], k[1])):  # fmt: skip
+        for cls, i, o in sorted(_reads(model), key=lambda k: (k[1] * k[2], k[1])):
             copies = [cls(i, o, bias=False, dtype=dtype)]
             nbytes = i * o * _weight_itemsize(copies[0])
             copies += [cls(i, o, bias=False, dtype=dtype) for _ in range(budget_bytes // nbytes)]
@@ -182,18 +199,23 @@ def gemv_read_gb_s(model: torch.nn.Module, budget_bytes: int = 200_000_000) -> d
 
 def decode_batch1_vs_aten(
     engine: Engine, adapter_id: str, tokens: int, reps: int = 3
-) -> tuple[float, float | None]:
-    """Median batch-1 decode tokens/s as served, and with PyTorch's stock linears instead of
-    oneDNN's (None when the engine serves stock linears): runs alternate, so drifts in the
-    machine's speed hit both alike."""
+) -> tuple[float, float | None, float | None]:
+    """Median batch-1 decode tokens/s as served; with PyTorch's stock linears instead of
+    oneDNN's; and with sibling projections unpacked (each None when the engine serves no
+    such thing). Runs alternate, so drifts in the machine's speed hit all alike."""
     request = GenerationRequest(PROMPT, adapter_id, max_new_tokens=tokens)
-    served, stock = [], []
+    served, stock, separate = [], [], []
+    packed = bool(packs(engine.model))
     for _ in range(reps):
         served.append(engine.generate([request])[0].tokens_per_s)
         with aten_linears(engine.model) as swapped:
             if swapped:
                 stock.append(engine.generate([request])[0].tokens_per_s)
-    return statistics.median(served), statistics.median(stock) if stock else None
+        if packed:
+            with unpacked(engine.model):
+                separate.append(engine.generate([request])[0].tokens_per_s)
+    median = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
+    return statistics.median(served), median(stock), median(separate)
 
 
 def hf_generate_batch1(engine: Engine, tokens: int, reps: int = 3) -> float:
@@ -470,7 +492,7 @@ def measure(engine: Engine, ids: list[str], sizes: Sizes) -> dict:
     budget = 4_000_000 if sizes.adapters <= 4 else 200_000_000  # --quick: a smoke run
     for shape, rate in in_passing_thread(lambda: gemv_read_gb_s(engine.model, budget)).items():
         out[f"gemv_read_gb_s_{shape}"] = rate  # in over out features, batch 1
-    fast, aten = decode_batch1_vs_aten(engine, ids[0], sizes.decode_tokens)
+    fast, aten, separate = decode_batch1_vs_aten(engine, ids[0], sizes.decode_tokens)
     out["cpu_linear"] = linear_kind(engine.model)
     out["decode_tok_s_batch1"] = fast
     out["decode_over_roofline"] = out["decode_tok_s_batch1"] / out["roofline_tok_s_batch1"]
@@ -478,6 +500,9 @@ def measure(engine: Engine, ids: list[str], sizes: Sizes) -> dict:
     if aten is not None:  # the same engine with PyTorch's stock (BLAS) linears
         out["decode_tok_s_batch1_aten_linear"] = aten
         out["onednn_over_aten_decode"] = fast / aten
+    if separate is not None:  # q/k/v and gate/up read one matrix each vs one per projection
+        out["decode_tok_s_batch1_unpacked"] = separate
+        out["packed_over_unpacked_decode"] = fast / separate
     with aten_linears(engine.model):  # transformers' generate as users run it
         out["hf_generate_tok_s_batch1"] = in_passing_thread(
             lambda: hf_generate_batch1(engine, sizes.decode_tokens)

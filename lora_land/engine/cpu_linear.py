@@ -119,9 +119,10 @@ def _agrees_bf16(module: OneDnnBf16Linear) -> bool:
 def linear_kind(model: nn.Module) -> str:
     """How `model`'s linears compute on a CPU: "onednn-bf16", "onednn" or "aten"."""
     kinds = {type(m) for m in model.modules()}
-    if OneDnnBf16Linear in kinds:
+    packs = [m._pack for m in model.modules() if hasattr(m, "_pack")]  # engine/packed.py
+    if OneDnnBf16Linear in kinds or any(p.bf16 for p in packs):
         return "onednn-bf16"
-    return "onednn" if OneDnnLinear in kinds else "aten"
+    return "onednn" if OneDnnLinear in kinds or packs else "aten"
 
 
 def wanted(choice: str, device: torch.device, dtype: torch.dtype) -> bool:
@@ -168,7 +169,9 @@ class aten_linears:
 
     def __init__(self, model: nn.Module):
         self.modules = [
-            (m, type(m)) for m in model.modules() if type(m) in (OneDnnLinear, OneDnnBf16Linear)
+            (m, type(m))
+            for m in model.modules()
+            if type(m) in (OneDnnLinear, OneDnnBf16Linear) or hasattr(m, "_pack")  # packed.py
         ]
 
     def __enter__(self) -> int:

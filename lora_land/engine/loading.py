@@ -20,6 +20,7 @@ import torch
 from lora_land.config import Settings
 from lora_land.deployment import BaseSource
 from lora_land.engine import cpu_linear
+from lora_land.engine.packed import pack_siblings
 from lora_land.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ def load_base(base: BaseSource, settings: Settings) -> LoadedBase:
             onednn = not done  # else plain float32 oneDNN linears
         if onednn:
             log.info("%d linear layers through oneDNN", cpu_linear.use_onednn_linears(model))
+        pack_siblings(model)  # q/k/v and gate/up read as one matrix each (oneDNN linears only)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     return LoadedBase(model, tokenizer, device, dtype, context_length_of(model.config), source)

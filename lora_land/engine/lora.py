@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 STACKED_MAX_TOKENS = 64  # batches of at most this many tokens use the stacked (masked) path
@@ -56,11 +57,17 @@ class DeviceAdapter:
 @dataclass
 class _Stacked:
     """One module's deltas for the plan: A_cat [in, R], B_cat [R, out], the row mask [B, R]
-    (None when every row uses the single adapter present)."""
+    (None when every row uses the single adapter present), and A_cat^T [R, in] contiguous:
+    `F.linear(x, A_cat^T)` is one call of a few microseconds where `x @ A_cat` at decode
+    sizes costs several times that (BLAS reads the narrow matrix across its rows)."""
 
     a_cat: torch.Tensor
     b_cat: torch.Tensor
     mask: torch.Tensor | None
+    a_rows: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.a_rows = self.a_cat.t().contiguous()
 
 
 @dataclass
@@ -229,8 +236,9 @@ class MultiLoraLinear(nn.Module):
             return out
         rows = plan.rows
         h = torch.bmm(x.reshape(rows, -1, x.shape[-1]).to(gathered.a_rows.dtype), gathered.a_rows)
-        if out.dtype == gathered.b_rows.dtype and out.is_contiguous():
-            out.view(rows, -1, out.shape[-1]).baddbmm_(h, gathered.b_rows)  # in place
+        view = _view_or_none(out, (rows, -1, out.shape[-1]))
+        if out.dtype == gathered.b_rows.dtype and view is not None:
+            view.baddbmm_(h, gathered.b_rows)  # in place
             return out
         delta = torch.bmm(h, gathered.b_rows).to(out.dtype)
         return out + delta.view(out.shape)
@@ -239,11 +247,11 @@ class MultiLoraLinear(nn.Module):
         stacked = plan.stacked(self.name)
         if stacked is None:
             return out
-        h = x.to(stacked.a_cat.dtype) @ stacked.a_cat  # [B, ..., R]
+        h = F.linear(x.to(stacked.a_cat.dtype), stacked.a_rows)  # [B, ..., R]
         if stacked.mask is not None:
             h = h * stacked.mask.view(plan.rows, *([1] * (h.dim() - 2)), -1)
-        if out.dtype == stacked.b_cat.dtype and out.is_contiguous():
-            flat = out.view(-1, out.shape[-1])
+        flat = _view_or_none(out, (-1, out.shape[-1]))
+        if out.dtype == stacked.b_cat.dtype and flat is not None:
             flat.addmm_(h.reshape(-1, h.shape[-1]), stacked.b_cat)  # in place: no new output
             return out
         return out + (h @ stacked.b_cat).to(out.dtype)
@@ -260,6 +268,17 @@ class MultiLoraLinear(nn.Module):
                 delta = x.index_select(0, rows).to(a_t.dtype) @ a_t @ b_t
                 out.index_add_(0, rows, delta.to(out.dtype))  # `out` is this layer's own
         return out
+
+
+def _view_or_none(out: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """`out` seen as `shape` without a copy (a packed member's column slice of its group's
+    output too, see `packed.py`), or None when its strides allow no such view."""
+    if out.stride(-1) != 1:
+        return None
+    try:
+        return out.view(shape)
+    except RuntimeError:
+        return None
 
 
 def linear_shapes(model: nn.Module) -> dict[str, tuple[int, int]]:

@@ -108,8 +108,13 @@ def test_the_engine_serves_float32_through_onednn_unless_told_not_to(
     settings = engine_settings(tmp_path, dtype="float32", device="cpu", cpu_linear=choice)
     engine = Engine.from_settings(settings, deployment_for(tiny_base_dir, {}))
     try:
+        from lora_land.engine.packed import PackedLinear
+
+        mlp = engine.model.model.layers[0].mlp
         assert type(engine.model.lm_head) is expected
-        assert type(engine.model.model.layers[0].mlp.up_proj) is expected
+        assert type(mlp.down_proj) is expected
+        # siblings read as one matrix with oneDNN linears only (engine/packed.py)
+        assert type(mlp.up_proj) is (PackedLinear if expected is OneDnnLinear else nn.Linear)
         reply = engine.generate([GenerationRequest("hello", None, max_new_tokens=3)])[0]
         assert reply.completion_tokens == 3 or reply.finish_reason == "stop"
     finally:
