@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from lora_land.config import Settings
@@ -220,3 +221,34 @@ def test_a_run_keeps_the_precision_pi0_was_measured_in(tmp_path, monkeypatch):
     assert _fixed_precision(settings, base, None).dtype == "bf16-weights"  # resolved once
     resumed = {"iteration": 0, "eval": {"precision": "float32"}}
     assert _fixed_precision(settings, base, resumed).dtype == "float32"  # as pi_0 was
+
+
+def test_micro_batches_take_the_same_optimizer_step_as_the_whole_batch(
+    tiny_base: Path, tiny_pi0: Path, tmp_path: Path
+):
+    from lora_land.rlhf.dpo import train_dpo
+    from lora_land.rlhf.pairing import Pair
+
+    pairs = [
+        Pair(prompt=f"Review {i}: {'fine ' * (i + 1)}film. Label:", chosen=" yes", rejected=" no")
+        for i in range(4)
+    ]
+
+    def step(micro: int) -> dict:
+        settings = DpoSettings(lr=1e-2, batch_size=4, micro_batch=micro, max_steps=1, bf16=False)
+        out = tmp_path / f"micro{micro}"
+        outcome = train_dpo(str(tiny_base), tiny_pi0, tiny_pi0, pairs, out, "t", settings)
+        assert (outcome.steps, outcome.accumulation) == (1, 4 // micro)
+        return load_file(out / "adapter_model.safetensors")
+
+    whole, split = step(4), step(2)
+    pi0 = load_file(Path(tiny_pi0) / "adapter_model.safetensors")
+    assert any(not torch.equal(whole[k], pi0[k]) for k in whole)  # the step moved the adapter
+    for key in whole:  # two accumulated halves moved it the same way (fp16 files)
+        torch.testing.assert_close(split[key].float(), whole[key].float(), rtol=2e-3, atol=2e-4)
+    assert "micro_batch" not in _settings_only(DpoSettings(micro_batch=4)).fingerprint()["dpo"]
+    with pytest.raises(UserError, match=r"multiple of the micro-batch \(3\)"):
+        train_dpo(
+            str(tiny_base), tiny_pi0, tiny_pi0, pairs, tmp_path / "x", "t",
+            DpoSettings(batch_size=4, micro_batch=3),
+        )  # fmt: skip
