@@ -269,6 +269,8 @@ def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(
             f"--adapter {args.adapter!r} is for task {source.task!r}, not {args.task!r}"
         )
+    if args.eval_on == "choose":
+        return _rlhf_chosen_on_dev(args, run_dir)
     if args.eval_on == "dev":
         out = None  # a run that chooses options is not installed, nor recorded
     elif args.out:
@@ -334,6 +336,41 @@ def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
     if result.installed and not args.eval_limit and not args.no_record:
         _record_dpo(config, base, result, out)
     return 0
+
+
+def _rlhf_chosen_on_dev(args: argparse.Namespace, run_dir: Path) -> int:
+    """`--eval-on choose`: the loop measured on the dev split (RUN_DIR/dev), the iteration
+    best there chosen, and only pi_0 and that policy measured on the evaluation rows
+    (RUN_DIR/eval, reusing the dev run's training files) and installed."""
+    from lora_land.rlhf.loop import best_on_dev, read_json, reuse_training
+
+    dev_dir, eval_dir = run_dir / "dev", run_dir / "eval"
+    argv = _without_options(args.argv, ("--eval-on", "--run-dir"))
+    code = main([*argv, "--eval-on", "dev", "--run-dir", str(dev_dir)])
+    records = sorted(dev_dir.glob("iter*/record.json"), key=lambda p: int(p.parent.name[4:]))
+    if code or len(records) < args.iterations + 1:
+        return code or 1  # stopped early (time budget): run again to resume
+    chosen = best_on_dev([read_json(p) for p in records])
+    if chosen == 0:
+        print(f"no iteration beat pi_0 on the dev split: nothing installed (see {dev_dir})")
+        return 0
+    print(f"chosen on the dev split: pi_{chosen}; measuring pi_0 and pi_{chosen} once")
+    reuse_training(dev_dir, eval_dir, chosen)
+    argv = _without_options(argv, ("--iterations",))
+    return main([*argv, "--iterations", str(chosen), "--run-dir", str(eval_dir)])
+
+
+def _without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """`argv` without the named options and their values (`--x v` and `--x=v`)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in names:
+            skip = True
+        elif not any(arg.startswith(f"{n}=") for n in names):
+            out.append(arg)
+    return out
 
 
 def _record_dpo(config, base, result, out: Path, measured: Path | None = None) -> None:
@@ -437,10 +474,11 @@ def _add_rlhf_parsers(sub) -> None:
     r.add_argument("--eval-limit", type=int, default=0, help="first N evaluation rows only")
     r.add_argument(
         "--eval-on",
-        choices=("eval", "dev"),
+        choices=("eval", "dev", "choose"),
         default="eval",
-        help="measure each policy on the evaluation rows, or on the zoo's dev split to choose "
-        "options (dev runs are not installed)",
+        help="measure each policy on the evaluation rows; or on the zoo's dev split to choose "
+        "options (dev runs are not installed); or 'choose': measure on dev, pick the best "
+        "iteration there, measure only it (and pi_0) on the evaluation rows and install it",
     )
     r.add_argument("--eval-max-new-tokens", type=int, default=256)
     r.add_argument("--time-budget", type=float, default=0, help="minutes (0: none)")

@@ -345,6 +345,40 @@ def run_loop(
     return result
 
 
+def best_on_dev(curve: list[dict]) -> int:
+    """The iteration whose policy scored highest on the dev split (the earliest of equal
+    scores, so more DPO must earn its place); 0 when none beat pi_0."""
+    best_t, best = 0, curve[0]["eval"]["score"]["mean"]
+    for record in curve[1:]:
+        if record["eval"]["score"]["mean"] > best:
+            best_t, best = record["iteration"], record["eval"]["score"]["mean"]
+    return best_t
+
+
+TRAINING_FILES = ("samples.jsonl", "pairs.jsonl", "dpo.json", "adapter")
+
+
+def reuse_training(source: Path, target: Path, iterations: int) -> None:
+    """Copy iterations 1..`iterations`' training files (samples, pairs, DPO record and
+    adapter; not their measurements) from a run that measured on the dev split into
+    `target`: the run there then measures the same policies on the evaluation rows. What an
+    iteration trains does not depend on where it is measured (its prompts are the train
+    part's slices, its reward compares against their gold targets)."""
+    for t in range(1, iterations + 1):
+        src, dst = Path(source) / f"iter{t}", Path(target) / f"iter{t}"
+        missing = [name for name in TRAINING_FILES if not (src / name).exists()]
+        if missing:
+            raise UserError(f"{src} lacks {', '.join(missing)}: the dev run did not finish")
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in TRAINING_FILES:
+            if (dst / name).exists():
+                continue
+            if (src / name).is_dir():
+                shutil.copytree(src / name, dst / name)
+            else:
+                shutil.copy(src / name, dst / name)
+
+
 def _fixed_precision(settings: Settings, base, pi0_record: dict | None) -> Settings:
     """One serving precision for the whole run, so every policy is measured alike: the one
     pi_0 was evaluated in when resuming, else what `auto` resolves to now (a dtype check run

@@ -87,3 +87,53 @@ def test_installed_variant_gets_its_measured_here_row(tmp_path: Path):
     text = measured.read_text()
     assert "smollm2-135m-instruct/glue_sst2@dpo" in text and ",0.7500," in text
     assert "shared/data/samples/glue_sst2.jsonl" in text
+
+
+def test_choosing_on_dev_installs_nothing_when_no_iteration_beats_pi0(
+    tiny_base: Path, tiny_pi0: Path, tmp_path: Path, capsys
+):
+    out = tmp_path / "glue_sst2@dpo"
+    argv = _one_iteration(tiny_base, tiny_pi0, tmp_path, "--eval-on", "choose", "--eval-limit", "2")
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    # the tiny model ties on every prompt: pi_1 is pi_0, so it did not beat pi_0 on dev
+    assert "no iteration beat pi_0 on the dev split: nothing installed" in printed
+    assert (tmp_path / "run" / "dev" / "iter1" / "record.json").is_file()
+    assert not out.exists() and not (tmp_path / "run" / "eval").exists()
+
+
+def test_choosing_on_dev_measures_the_chosen_iteration_once_and_installs_it(
+    tiny_base: Path, tiny_pi0: Path, tmp_path: Path, capsys, monkeypatch
+):
+    import lora_land.rlhf.loop as loop
+
+    monkeypatch.setattr(loop, "best_on_dev", lambda curve: 1)  # as if pi_1 won on dev
+    out = tmp_path / "glue_sst2@dpo"
+    argv = _one_iteration(tiny_base, tiny_pi0, tmp_path, "--eval-on", "choose", "--eval-limit", "2")
+    assert main([*argv, "--no-record"]) == 0
+    assert "chosen on the dev split: pi_1" in capsys.readouterr().out
+    dev, ev = tmp_path / "run" / "dev" / "iter1", tmp_path / "run" / "eval" / "iter1"
+    # the eval run trained nothing: it measured the dev run's pi_1 (same files) ...
+    assert (ev / "samples.jsonl").read_bytes() == (dev / "samples.jsonl").read_bytes()
+    assert (ev / "dpo.json").read_bytes() == (dev / "dpo.json").read_bytes()
+    weights = "adapter/adapter_model.safetensors"
+    assert (out / "adapter_model.safetensors").read_bytes() == (dev / weights).read_bytes()
+    # ... on the evaluation rows, and installed it
+    assert (
+        json.loads((tmp_path / "run" / "eval" / "config.json").read_text()).get(
+            "eval_split", "eval"
+        )
+        == "eval"
+    )
+    assert json.loads((ev / "record.json").read_text())["eval"]["score"]["n"] == 2
+
+
+def test_the_best_dev_iteration_is_the_earliest_of_the_highest():
+    from lora_land.rlhf.loop import best_on_dev
+
+    def curve(*scores):
+        return [{"iteration": t, "eval": {"score": {"mean": s}}} for t, s in enumerate(scores)]
+
+    assert best_on_dev(curve(0.78, 0.84, 0.83, 0.79)) == 1
+    assert best_on_dev(curve(0.5, 0.6, 0.6)) == 1
+    assert best_on_dev(curve(0.8, 0.8, 0.7)) == 0  # none beat pi_0
