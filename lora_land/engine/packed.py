@@ -59,15 +59,17 @@ class Pack:
                 start += m.out_features
         self._input: torch.Tensor | None = None
         self._output: torch.Tensor | None = None
-        self._unread = 0
+        self._read: set[int] = set()  # members (by start column) that took the kept output
 
-    def output(self, x: torch.Tensor) -> torch.Tensor:
-        """The whole group's output for `x`: computed on the first read, kept for the others."""
-        if x is self._input and self._unread > 0:
+    def output(self, x: torch.Tensor, member: int) -> torch.Tensor:
+        """The whole group's output for `x`: computed on the first read, kept for the other
+        members. A member reading `x` again gets a fresh output (a LoRA wrapper may have added
+        its delta into its slice of the kept one, in place)."""
+        if x is self._input and member not in self._read:
             out = self._output
-            self._unread -= 1
-            if self._unread == 0:
-                self._input = self._output = None
+            self._read.add(member)
+            if len(self._read) == self.size:
+                self.forget()
             return out
         if self.bf16:
             out = torch.ops.mkldnn._linear_pointwise(
@@ -77,12 +79,12 @@ class Pack:
                 out = out + self.bias
         else:
             out = torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
-        self._input, self._output, self._unread = x, out, self.size - 1
+        self._input, self._output, self._read = x, out, {member}
         return out
 
     def forget(self) -> None:
         self._input = self._output = None
-        self._unread = 0
+        self._read = set()
 
 
 class PackedLinear(nn.Linear):
@@ -97,7 +99,8 @@ class PackedLinear(nn.Linear):
             and x.dtype == torch.float32
             and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
         ):
-            return self._pack.output(x)[..., self._start : self._start + self.out_features]
+            out = self._pack.output(x, self._start)
+            return out[..., self._start : self._start + self.out_features]
         return F.linear(x, self.weight, self.bias)
 
 

@@ -87,6 +87,24 @@ def test_a_member_called_with_another_input_computes_for_that_input(tiny_base_di
     torch.testing.assert_close(again_q, want_q, rtol=1e-5, atol=1e-5)
 
 
+def test_a_member_reading_the_same_input_twice_is_not_handed_its_own_changed_slice(
+    tiny_base_dir,
+):
+    """A LoRA wrapper adds its delta into its slice in place: a second read of the same input
+    by the same member must not see (and add to) the first read's result."""
+    model = _tiny(tiny_base_dir, use_onednn_linears)
+    attn = model.model.layers[0].self_attn
+    x = torch.randn(1, 2, attn.q_proj.in_features)
+    with torch.inference_mode():
+        want_q, want_k = attn.q_proj(x), attn.k_proj(x)
+        pack_siblings(model)
+        attn.q_proj(x).add_(1.0)  # what a wrapper's in-place delta does to the kept output
+        second = attn.q_proj(x)
+        k = attn.k_proj(x)  # a sibling's slice of the kept output is untouched
+    torch.testing.assert_close(second, want_q, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(k, want_k, rtol=1e-5, atol=1e-5)
+
+
 def test_gradients_and_the_stock_baseline_use_each_members_own_weight(tiny_base_dir):
     model = _tiny(tiny_base_dir, use_onednn_linears)
     pack_siblings(model)
