@@ -211,9 +211,13 @@ def decode_batch1_vs_aten(
         with aten_linears(engine.model) as swapped:
             if swapped:
                 stock.append(engine.generate([request])[0].tokens_per_s)
-        if packed:
-            with unpacked(engine.model):
+        if packed:  # packing bf16 copies is torch work: in a passing thread, as below
+            block = unpacked(engine.model)
+            in_passing_thread(block.__enter__)
+            try:
                 separate.append(engine.generate([request])[0].tokens_per_s)
+            finally:
+                in_passing_thread(lambda b=block: b.__exit__(None, None, None))
     median = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
     return statistics.median(served), median(stock), median(separate)
 
