@@ -141,16 +141,23 @@ def test_the_dpo_precision_does_not_change_what_a_run_resumes():
     assert DpoSettings(bf16=False).use_bf16() is False
 
 
+def _review_pairs(chosen: str, rejected: str, grow: bool = False) -> list:
+    """Four preference pairs on short review prompts (of growing length with `grow`)."""
+    from lora_land.rlhf.pairing import Pair
+
+    words = ["fine " * (i + 1 if grow else 1) for i in range(4)]
+    return [
+        Pair(prompt=f"Review {i}: {w}film. Label:", chosen=chosen, rejected=rejected)
+        for i, w in enumerate(words)
+    ]
+
+
 def test_an_sft_term_keeps_the_chosen_answer_likelier_than_plain_dpo(
     tiny_base: Path, tiny_pi0: Path, tmp_path: Path
 ):
     from lora_land.rlhf.dpo import train_dpo
-    from lora_land.rlhf.pairing import Pair
 
-    pairs = [
-        Pair(prompt=f"Review {i}: fine film. Label:", chosen=" positive", rejected=" negative")
-        for i in range(4)
-    ]
+    pairs = _review_pairs(" positive", " negative")
 
     def kl_chosen(sft_weight: float) -> float:
         settings = DpoSettings(
@@ -227,12 +234,8 @@ def test_micro_batches_take_the_same_optimizer_step_as_the_whole_batch(
     tiny_base: Path, tiny_pi0: Path, tmp_path: Path
 ):
     from lora_land.rlhf.dpo import train_dpo
-    from lora_land.rlhf.pairing import Pair
 
-    pairs = [
-        Pair(prompt=f"Review {i}: {'fine ' * (i + 1)}film. Label:", chosen=" yes", rejected=" no")
-        for i in range(4)
-    ]
+    pairs = _review_pairs(" yes", " no", grow=True)
 
     def step(micro: int) -> dict:
         settings = DpoSettings(lr=1e-2, batch_size=4, micro_batch=micro, max_steps=1, bf16=False)
