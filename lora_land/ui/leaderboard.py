@@ -182,7 +182,7 @@ def _lift_text(tuned: MeasuredRow, base: MeasuredRow | None) -> str:
         return f"{tuned.lift:+.3f} [{tuned.lift_low:+.3f}, {tuned.lift_high:+.3f}]"
     if base is None:
         return "—"
-    return f"{tuned.score - base.score:+.3f} (v1: not paired, no interval)"
+    return f"{tuned.score - base.score:+.3f} (not paired: other runs, no interval)"
 
 
 def _second_text(tuned: MeasuredRow, base: MeasuredRow | None) -> str:

@@ -204,7 +204,7 @@ def test_measured_adapter_shows_base_adapter_and_paired_lift_with_intervals(tmp_
         "entity_f1: 0.050 → 0.140, +0.090 [-0.010, +0.200]"
     )
     v1 = frame[frame["Task"] == "covid"].iloc[0]
-    assert v1["Paired lift [95% CI]"] == "+0.080 (v1: not paired, no interval)"
+    assert v1["Paired lift [95% CI]"] == "+0.080 (not paired: other runs, no interval)"
     assert "1 adapter(s) carry a paired lift" in note and "1 of them with an interval" in note
     _, _, figure = lb.measured_outputs(catalog)
     (points,) = figure.data
