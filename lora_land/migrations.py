@@ -32,9 +32,25 @@ def connect(path: Path, *, wal: bool = True, timeout_s: float = BUSY_TIMEOUT_S):
     db = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
     db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
     if wal:
-        db.execute("PRAGMA journal_mode = WAL")
+        _set_wal(db, timeout_s)
     db.execute("PRAGMA synchronous = NORMAL")
     return db
+
+
+def _set_wal(db: sqlite3.Connection, timeout_s: float) -> None:
+    """Switch to WAL, retrying while another connection holds the lock: changing the journal
+    mode of a new file needs it exclusively, and SQLite answers "database is locked" at once
+    instead of waiting on the busy timeout (two processes opening one new file at start-up
+    failed this way, rarely)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 @contextmanager
