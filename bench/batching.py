@@ -9,16 +9,17 @@ taken in this run, so a busy machine still gives meaningful numbers; the JSON al
 the load average and thread counts it ran under.
 
 - `decode_tok_s_batch1` (one request with an adapter, greedy, EOS ignored) over
-  `roofline_tok_s_batch1` (weight bytes in the serving dtype / read bandwidth measured here):
-  `decode_over_roofline` (target >= 0.6); `hf_generate_tok_s_batch1` (transformers'
-  `generate`, stock linears) for reference; on a CPU served through oneDNN linears (see
-  `lora_land/engine/cpu_linear.py`), `onednn_over_aten_decode`: the same decode with
-  PyTorch's stock linears, runs alternating; `linears_only_tok_s_batch1` runs only the
-  model's linear layers in order on one token (`linears_only_over_roofline`: how close the
-  matmuls come to the bandwidth limit; `decode_over_linears_only`: what the rest of a step
-  costs); `gemv_read_gb_s_<in>x<out>`: the read rate of one token through each linear shape
-  alone (small matrices pay a fixed cost per call that big ones amortise; q/k/v and gate/up
-  are read as one matrix each, see `lora_land/engine/packed.py`), and
+  `roofline_tok_s_batch1` (weight bytes in the serving dtype / read bandwidth measured
+  here): `decode_over_roofline` (target >= 0.6); `hf_generate_tok_s_batch1` (transformers'
+  `generate`, stock linears) for reference; on a CPU, `onednn_over_aten_decode`: the same
+  decode through oneDNN's linears over PyTorch's stock (BLAS) ones, runs alternating (the
+  engine serves float32 through whichever it measured faster at load, see
+  `lora_land/engine/cpu_linear.py`; `cpu_linear` says which); `linears_only_tok_s_batch1`
+  runs only the model's linear layers in order on one token (`linears_only_over_roofline`:
+  how close the matmuls come to the bandwidth limit; `decode_over_linears_only`: what the
+  rest of a step costs); `gemv_read_gb_s_<in>x<out>`: the read rate of one token through
+  each linear shape alone (small matrices pay a fixed cost per call that big ones amortise;
+  q/k/v and gate/up are read as one matrix each, see `lora_land/engine/packed.py`), and
   `packed_over_unpacked_decode`: the same decode with every projection read on its own;
 - `mixed32_over_same32_throughput`: decode tokens/s of 32 rows over 32 distinct adapters vs
   32 rows on one adapter (target >= 0.85); `mixed8_over_same8_throughput` likewise;
@@ -44,6 +45,7 @@ import statistics
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -60,6 +62,7 @@ from lora_land.engine.cpu_linear import (
     OneDnnLinear,
     aten_linears,
     linear_kind,
+    onednn_available,
     pack_bf16,
 )
 from lora_land.engine.engine import Engine, in_passing_thread
@@ -197,20 +200,24 @@ def gemv_read_gb_s(model: torch.nn.Module, budget_bytes: int = 200_000_000) -> d
     return out
 
 
-def decode_batch1_vs_aten(
+def decode_batch1_vs_other_linears(
     engine: Engine, adapter_id: str, tokens: int, reps: int = 3
 ) -> tuple[float, float | None, float | None]:
-    """Median batch-1 decode tokens/s as served; with PyTorch's stock linears instead of
-    oneDNN's; and with sibling projections unpacked (each None when the engine serves no
-    such thing). Runs alternate, so drifts in the machine's speed hit all alike."""
+    """Median batch-1 decode tokens/s as served; through the other float32 linear (PyTorch's
+    stock linears when the engine serves oneDNN's, oneDNN's when it serves the stock ones, see
+    `cpu_linear.keep_faster_float32`); and with sibling projections unpacked (each None when
+    there is no such alternative). Runs alternate, so drifts in the machine's speed hit all
+    alike."""
     request = GenerationRequest(PROMPT, adapter_id, max_new_tokens=tokens)
-    served, stock, separate = [], [], []
+    served, other, separate = [], [], []
     packed = bool(packs(engine.model))
+    serves_aten = linear_kind(engine.model) == "aten"
     for _ in range(reps):
         served.append(engine.generate([request])[0].tokens_per_s)
-        with aten_linears(engine.model) as swapped:
+        swap = onednn_float32 if serves_aten and onednn_available() else aten_linears
+        with swap(engine.model) as swapped:
             if swapped:
-                stock.append(engine.generate([request])[0].tokens_per_s)
+                other.append(engine.generate([request])[0].tokens_per_s)
         if packed:  # packing bf16 copies is torch work: in a passing thread, as below
             block = unpacked(engine.model)
             in_passing_thread(block.__enter__)
@@ -219,7 +226,23 @@ def decode_batch1_vs_aten(
             finally:
                 in_passing_thread(lambda b=block: b.__exit__(None, None, None))
     median = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
-    return statistics.median(served), median(stock), median(separate)
+    return statistics.median(served), median(other), median(separate)
+
+
+@contextmanager
+def onednn_float32(model: torch.nn.Module):
+    """Within the block the model's stock float32 linears compute through oneDNN (the
+    alternative to an engine that measured BLAS faster); restored on exit."""
+    linears = [
+        m for m in model.modules() if type(m) is torch.nn.Linear and m.weight.dtype == torch.float32
+    ]
+    for m in linears:
+        m.__class__ = OneDnnLinear
+    try:
+        yield len(linears)
+    finally:
+        for m in linears:
+            m.__class__ = torch.nn.Linear
 
 
 def hf_generate_batch1(engine: Engine, tokens: int, reps: int = 3) -> float:
@@ -496,14 +519,17 @@ def measure(engine: Engine, ids: list[str], sizes: Sizes) -> dict:
     budget = 4_000_000 if sizes.adapters <= 4 else 200_000_000  # --quick: a smoke run
     for shape, rate in in_passing_thread(lambda: gemv_read_gb_s(engine.model, budget)).items():
         out[f"gemv_read_gb_s_{shape}"] = rate  # in over out features, batch 1
-    fast, aten, separate = decode_batch1_vs_aten(engine, ids[0], sizes.decode_tokens)
+    fast, other, separate = decode_batch1_vs_other_linears(engine, ids[0], sizes.decode_tokens)
     out["cpu_linear"] = linear_kind(engine.model)
     out["decode_tok_s_batch1"] = fast
     out["decode_over_roofline"] = out["decode_tok_s_batch1"] / out["roofline_tok_s_batch1"]
     out["decode_over_linears_only"] = fast / linears_tok_s
-    if aten is not None:  # the same engine with PyTorch's stock (BLAS) linears
-        out["decode_tok_s_batch1_aten_linear"] = aten
-        out["onednn_over_aten_decode"] = fast / aten
+    if other is not None and out["cpu_linear"] == "aten":  # served BLAS; oneDNN's instead
+        out["decode_tok_s_batch1_onednn_linear"] = other
+        out["onednn_over_aten_decode"] = other / fast
+    elif other is not None:  # served oneDNN; PyTorch's stock (BLAS) linears instead
+        out["decode_tok_s_batch1_aten_linear"] = other
+        out["onednn_over_aten_decode"] = fast / other
     if separate is not None:  # q/k/v and gate/up read one matrix each vs one per projection
         out["decode_tok_s_batch1_unpacked"] = separate
         out["packed_over_unpacked_decode"] = fast / separate

@@ -1,18 +1,21 @@
-"""Linear layers through oneDNN on a CPU: the same weights, about twice the speed here.
+"""Linear layers on a CPU: float32 through whichever of oneDNN and PyTorch's BLAS is faster
+here, and bf16 weights through oneDNN.
 
-PyTorch computes a float32 `nn.Linear` on a CPU with its BLAS (MKL in the official wheels).
-MKL takes its generic code path on non-Intel CPUs: on this project's AMD EPYC machines a
-batch-1 decode's matrix-vector products read weights at ~11 GB/s, a third of the read
-bandwidth the same run measures (`bench/batching.py`), while oneDNN's matmul primitive,
-chosen by CPU feature rather than by vendor, reads them at ~27-33 GB/s and is about 2x faster
-at prefill sizes too. bf16 linears already go through oneDNN, so only float32 gains.
+PyTorch computes a float32 `nn.Linear` on a CPU with its BLAS (MKL in the official wheels),
+and oneDNN's matmul primitive (`torch.ops.mkldnn._linear_pointwise`, the op Inductor's CPU
+backend emits) computes the same product by another route. Which is faster depends on the
+machine: on one 2-core AMD EPYC VM oneDNN read a batch-1 decode's weights 2-3x faster than
+MKL's generic path; on a later AMD VM and on a 2-core Xeon with AMX, MKL read them at ~21
+GB/s (the bandwidth of summing a large buffer) and oneDNN at ~14 (batch-1 decode 25.6 vs
+18.7 tokens/s, `bench/batching.py`). So `LORA_LAND_CPU_LINEAR=auto` measures:
+`keep_faster_float32(model)` times one pass of the loaded model's own linears on one token
+and on a 16-row chunk both ways (alternating, a fraction of a second) and keeps the faster;
+`onednn` and `aten` force one.
 
 `use_onednn_linears(model)` re-classes the model's plain `nn.Linear` modules (lm_head
 included; weights stay shared, so tied embeddings stay tied) as `OneDnnLinear`, whose
-forward calls `torch.ops.mkldnn._linear_pointwise` (the op Inductor's CPU backend emits)
-whenever no gradient is needed, and `F.linear` otherwise. Results match `F.linear` to float
-rounding (another summation order), checked at load by `_agrees`. `LORA_LAND_CPU_LINEAR`
-(`auto`/`onednn`/`aten`) picks; `auto` is oneDNN for float32 on a CPU where the op exists.
+forward calls oneDNN's op whenever no gradient is needed, and `F.linear` otherwise. Results
+match `F.linear` to float rounding (another summation order), checked at load by `_agrees`.
 
 `use_onednn_bf16_linears(model)` serves the precision `bf16-weights` (`LORA_LAND_DTYPE`):
 the model stays float32, and each linear reads a bfloat16 copy of its weight, reordered once
@@ -28,6 +31,8 @@ extra memory, half the linears' size.
 from __future__ import annotations
 
 import logging
+import statistics
+import time
 
 import torch
 import torch.nn.functional as F
@@ -122,7 +127,7 @@ def linear_kind(model: nn.Module) -> str:
     packs = [m._pack for m in model.modules() if hasattr(m, "_pack")]  # engine/packed.py
     if OneDnnBf16Linear in kinds or any(p.bf16 for p in packs):
         return "onednn-bf16"
-    return "onednn" if OneDnnLinear in kinds or packs else "aten"
+    return "onednn" if OneDnnLinear in kinds or any(p.kind == "onednn" for p in packs) else "aten"
 
 
 def wanted(choice: str, device: torch.device, dtype: torch.dtype) -> bool:
@@ -161,6 +166,61 @@ def use_onednn_linears(model: nn.Module) -> int:
     for module in linears:
         module.__class__ = OneDnnLinear
     return len(linears)
+
+
+TIMING_ROWS = (1, 16)  # a batch-1 decode step, and a prefill chunk or a busy batch
+TIMING_ROUNDS = 3
+
+
+def keep_faster_float32(model: nn.Module) -> str:
+    """Keep `model`'s `OneDnnLinear`s on oneDNN, or turn them back into `nn.Linear`, whichever
+    computes this model's own linears faster on this machine; returns "onednn" or "aten".
+
+    Each way is timed on one pass over every linear in model order, at each of
+    `TIMING_ROWS` rows, alternating for `TIMING_ROUNDS` rounds (medians); oneDNN is kept
+    when the geometric mean of its time over BLAS's is below 1."""
+    linears = [m for m in model.modules() if type(m) is OneDnnLinear]
+    if not linears:
+        return linear_kind(model)
+    ratios = []
+    for rows in TIMING_ROWS:
+        times: dict[str, list[float]] = {"onednn": [], "aten": []}
+        for _ in range(TIMING_ROUNDS):
+            for kind in times:
+                times[kind].append(pass_seconds(linears, rows, kind))
+        ratios.append(statistics.median(times["onednn"]) / statistics.median(times["aten"]))
+    gmean = statistics.geometric_mean(ratios)
+    keep = gmean < 1.0
+    if not keep:
+        for module in linears:
+            module.__class__ = nn.Linear
+    log.info(
+        "float32 linears through %s: oneDNN takes %s of BLAS's time at %s rows",
+        "oneDNN" if keep else "PyTorch's BLAS",
+        " / ".join(f"{r:.2f}" for r in ratios),
+        " / ".join(map(str, TIMING_ROWS)),
+    )
+    return "onednn" if keep else "aten"
+
+
+def pass_seconds(linears: list[nn.Linear], rows: int, kind: str) -> float:
+    """Seconds of one pass over `linears` on `rows` rows, computed `kind`'s way (first call of
+    a shape warms it: oneDNN makes its primitive then)."""
+    inputs = {n: torch.randn(1, rows, n) for n in {m.in_features for m in linears}}
+
+    def once() -> None:
+        for m in linears:
+            x = inputs[m.in_features]
+            if kind == "onednn":
+                torch.ops.mkldnn._linear_pointwise(x, m.weight, m.bias, "none", [], "")
+            else:
+                F.linear(x, m.weight, m.bias)
+
+    with torch.inference_mode():
+        once()
+        start = time.perf_counter()
+        once()
+        return time.perf_counter() - start
 
 
 class aten_linears:

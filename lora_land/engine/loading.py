@@ -140,9 +140,11 @@ def load_base(base: BaseSource, settings: Settings) -> LoadedBase:
             done = cpu_linear.use_onednn_bf16_linears(model)
             log.info("%d linear layers through oneDNN with bf16 weights", done)
             onednn = not done  # else plain float32 oneDNN linears
-        if onednn:
-            log.info("%d linear layers through oneDNN", cpu_linear.use_onednn_linears(model))
-        pack_siblings(model)  # q/k/v and gate/up read as one matrix each (oneDNN linears only)
+        if onednn and cpu_linear.use_onednn_linears(model) and settings.cpu_linear == "auto":
+            cpu_linear.keep_faster_float32(model)  # or back to BLAS, if faster here
+        if device.type == "cpu":
+            log.info("CPU linears: %s", cpu_linear.linear_kind(model))
+        pack_siblings(model)  # q/k/v and gate/up as one matrix each (oneDNN linears)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     return LoadedBase(model, tokenizer, device, dtype, context_length_of(model.config), source)
