@@ -21,6 +21,8 @@ the load average and thread counts it ran under.
   each linear shape alone (small matrices pay a fixed cost per call that big ones amortise;
   q/k/v and gate/up are read as one matrix each, see `lora_land/engine/packed.py`), and
   `packed_over_unpacked_decode`: the same decode with every projection read on its own;
+  `lean_over_full_forward_decode`: decode steps through the lean decoder
+  (`lora_land/engine/decoder.py`) over transformers' full forward;
 - `mixed32_over_same32_throughput`: decode tokens/s of 32 rows over 32 distinct adapters vs
   32 rows on one adapter (target >= 0.85); `mixed8_over_same8_throughput` likewise;
 - `concurrent_over_sequential_throughput`: 16 streaming clients over 8 adapters, 64 new
@@ -65,6 +67,7 @@ from lora_land.engine.cpu_linear import (
     onednn_available,
     pack_bf16,
 )
+from lora_land.engine.decoder import full_forward, lean_decoder
 from lora_land.engine.engine import Engine, in_passing_thread
 from lora_land.engine.packed import PackedLinear, packs, unpacked
 from lora_land.engine.prepare import prepare_embedded_model
@@ -202,15 +205,17 @@ def gemv_read_gb_s(model: torch.nn.Module, budget_bytes: int = 200_000_000) -> d
 
 def decode_batch1_vs_other_linears(
     engine: Engine, adapter_id: str, tokens: int, reps: int = 3
-) -> tuple[float, float | None, float | None]:
+) -> tuple[float, float | None, float | None, float | None]:
     """Median batch-1 decode tokens/s as served; through the other float32 linear (PyTorch's
     stock linears when the engine serves oneDNN's, oneDNN's when it serves the stock ones, see
-    `cpu_linear.keep_faster_float32`); and with sibling projections unpacked (each None when
+    `cpu_linear.keep_faster_float32`); with sibling projections unpacked; and with decode
+    steps through transformers' full forward instead of the lean decoder (each None when
     there is no such alternative). Runs alternate, so drifts in the machine's speed hit all
     alike."""
     request = GenerationRequest(PROMPT, adapter_id, max_new_tokens=tokens)
-    served, other, separate = [], [], []
+    served, other, separate, full = [], [], [], []
     packed = bool(packs(engine.model))
+    lean = lean_decoder(engine.model) is not None
     serves_aten = linear_kind(engine.model) == "aten"
     for _ in range(reps):
         served.append(engine.generate([request])[0].tokens_per_s)
@@ -225,8 +230,11 @@ def decode_batch1_vs_other_linears(
                 separate.append(engine.generate([request])[0].tokens_per_s)
             finally:
                 in_passing_thread(lambda b=block: b.__exit__(None, None, None))
+        if lean:
+            with full_forward(engine.model):
+                full.append(engine.generate([request])[0].tokens_per_s)
     median = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
-    return statistics.median(served), median(other), median(separate)
+    return statistics.median(served), median(other), median(separate), median(full)
 
 
 @contextmanager
@@ -519,7 +527,9 @@ def measure(engine: Engine, ids: list[str], sizes: Sizes) -> dict:
     budget = 4_000_000 if sizes.adapters <= 4 else 200_000_000  # --quick: a smoke run
     for shape, rate in in_passing_thread(lambda: gemv_read_gb_s(engine.model, budget)).items():
         out[f"gemv_read_gb_s_{shape}"] = rate  # in over out features, batch 1
-    fast, other, separate = decode_batch1_vs_other_linears(engine, ids[0], sizes.decode_tokens)
+    fast, other, separate, full = decode_batch1_vs_other_linears(
+        engine, ids[0], sizes.decode_tokens
+    )
     out["cpu_linear"] = linear_kind(engine.model)
     out["decode_tok_s_batch1"] = fast
     out["decode_over_roofline"] = out["decode_tok_s_batch1"] / out["roofline_tok_s_batch1"]
@@ -530,6 +540,9 @@ def measure(engine: Engine, ids: list[str], sizes: Sizes) -> dict:
     elif other is not None:  # served oneDNN; PyTorch's stock (BLAS) linears instead
         out["decode_tok_s_batch1_aten_linear"] = other
         out["onednn_over_aten_decode"] = fast / other
+    if full is not None:  # decode steps through transformers' whole forward
+        out["decode_tok_s_batch1_full_forward"] = full
+        out["lean_over_full_forward_decode"] = fast / full
     if separate is not None:  # q/k/v and gate/up read one matrix each vs one per projection
         out["decode_tok_s_batch1_unpacked"] = separate
         out["packed_over_unpacked_decode"] = fast / separate

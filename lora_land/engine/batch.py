@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
+from lora_land.engine.decoder import lean_decoder
 from lora_land.engine.kv_slab import reserved_cache, slab_cache
 from lora_land.engine.lora import DeviceAdapter, LoraContext
 from lora_land.engine.sampling import next_token, sample_tensor
@@ -332,6 +333,19 @@ class RunningBatch:
                 self.context.clear()
         return out.logits[:, -1, :].float()
 
+    def _decode_forward(self, groups: list, **inputs) -> torch.Tensor:
+        """A decode step's logits: through the lean decoder where it serves the model
+        (`engine/decoder.py`), else the full forward."""
+        decoder = lean_decoder(self.model)
+        if decoder is None:
+            return self._forward(groups, **inputs)
+        with self.lock:
+            self.context.groups = groups
+            try:
+                return decoder(**inputs)
+            finally:
+                self.context.clear()
+
     @torch.inference_mode()
     def add(self, rows: list[Row]) -> list[Row]:
         """Prefill `rows` on their own, merge them in, sample their first token. Rows longer
@@ -382,7 +396,7 @@ class RunningBatch:
         )
         self._mask = torch.cat([self._mask, self._mask.new_ones((len(self._rows), 1))], dim=-1)
         self._last_pos = self._last_pos + 1
-        logits = self._forward(
+        logits = self._decode_forward(
             self._lora_groups,
             input_ids=next_ids,
             attention_mask=self._mask,

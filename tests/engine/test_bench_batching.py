@@ -46,6 +46,8 @@ def test_quick_bench_writes_every_figure_with_the_load_it_ran_under(
     elif results["dtype"] == "float32":
         assert results["onednn_over_aten_decode"] > 0
         assert results["decode_tok_s_batch1_onednn_linear"] > 0
+    assert results["lean_over_full_forward_decode"] > 0  # the embedded Llama: lean steps
+    assert results["decode_tok_s_batch1_full_forward"] > 0
     assert len(results["load_before"]) == 3 and results["torch_threads"] >= 1
     assert results["long_prompt_tokens"] >= batching.Sizes.pick(True).long_prompt_tokens * 0.9
 
