@@ -220,3 +220,21 @@ def test_without_bf16_linears_the_model_keeps_its_float32_ones(monkeypatch):
     model = Tiny()
     assert cpu_linear.use_onednn_bf16_linears(model) == 0
     assert cpu_linear.linear_kind(model) == "aten" and not hasattr(model.proj, "_packed")
+
+
+def test_the_choice_counts_each_ways_fastest_pass_not_a_busy_moment(monkeypatch):
+    from lora_land.engine import cpu_linear
+
+    rounds = cpu_linear.TIMING_ROUNDS
+    busy = iter([1.0] + [9.0] * (rounds - 2) + [1.0])  # oneDNN's passes, mostly interrupted
+
+    def fake_pass_seconds(linears, rows, kind):
+        if kind == "aten":
+            return 2.0
+        return next(busy) if rows == cpu_linear.TIMING_ROWS[0] else 1.0
+
+    monkeypatch.setattr(cpu_linear, "pass_seconds", fake_pass_seconds)
+    model = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8))
+    cpu_linear.use_onednn_linears(model)
+    assert cpu_linear.keep_faster_float32(model) == "onednn"  # 1.0 beats 2.0 at both sizes
+    assert all(type(m) is OneDnnLinear for m in model)
