@@ -162,11 +162,12 @@ class Scheduler:
         leaving those `skip` names in place and giving adapter `a` at most `quota(a)` jobs
         (None: no limit); `held(a)` is the rows adapter `a` already runs. With a `tokens`
         budget (the runner's prefill budget per step, like vLLM's max_num_batched_tokens),
-        the jobs taken hold at most that many prompt tokens
-        in all, except that the first job and the jobs submitted with a taken one (the panes
-        of one Compare, a request's `n` choices) always go: a burst of arrivals joins over a
-        few steps instead of stalling running rows, and a request arriving during it, for
-        one big prefill; a long prompt is then prefilled in chunks (`RunningBatch`).
+        the jobs taken make a prefill of at most that many positions (rows x the longest
+        prompt: they are left-padded), except that the first job and the jobs submitted
+        with a taken one (the panes of one Compare, a request's `n` choices) always go: a
+        burst of arrivals joins over a few steps instead of stalling running rows, and a
+        request arriving during it, for one big prefill; a long prompt is then prefilled
+        in chunks (`RunningBatch`).
 
         With `wait` (the runner is idle), block until a job waits; None once closed (the
         runner should return). Without it, return at once unless a job arrived less than
@@ -246,14 +247,17 @@ class Scheduler:
 
 
 def _within_budget(jobs: list[Job], tokens: int | None) -> list[Job]:
-    """The longest prefix of `jobs` whose prompts fit `tokens` (at least the first job), plus
-    the jobs of the same `submit` calls as those taken."""
+    """The longest prefix of `jobs` whose prefill fits `tokens` (at least the first job), plus
+    the jobs of the same `submit` calls as those taken. Rows prefilled together are
+    left-padded to the longest, so a prefill costs rows x longest prompt, not the sum: a
+    6-token prompt admitted with a 21-token one is a 42-position forward (on a 2-core CPU
+    129 ms instead of 65 ms alone, all of it in the shorter request's time to first token)."""
     if tokens is None or tokens <= 0:
         return jobs
-    taken, used = 0, 0
+    taken, longest = 0, 0
     for job in jobs:
-        used += len(job.prompt_ids)
-        if taken and used > tokens:
+        longest = max(longest, len(job.prompt_ids))
+        if taken and (taken + 1) * longest > tokens:
             break
         taken += 1
     groups = {job.group for job in jobs[:taken]}

@@ -106,21 +106,42 @@ def _submit_tokens(scheduler: Scheduler, clock: FakeClock, adapter: str, name: s
 
 
 def test_a_token_budget_spreads_a_burst_over_steps_in_admission_order(scheduler, clock):
+    from collections import Counter
+
+    running: Counter = Counter()  # rows per adapter in the batch, as the runner counts them
+
+    def step() -> list[str]:
+        jobs = scheduler.take(8, wait=False, tokens=32, held=running.__getitem__)
+        running.update(job.request.adapter_id for job in jobs)
+        return _names(jobs)
+
     for i in range(4):
         _submit_tokens(scheduler, clock, "flood", f"f{i}", 20)
     _submit_tokens(scheduler, clock, "quiet", "q0", 10)
-    # while rows decode, a step admits at most 32 prompt tokens: f0 and q0 (round 1), not f1
-    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["f0", "q0"]
-    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["f1"]
-    # a prompt longer than the whole budget still goes (alone; it is prefilled in chunks)
+    # while rows decode, a step admits a prefill of at most 32 positions: f0 alone (with q0
+    # it would be 2 rows x 20, q0's 10 tokens padded), then q0 (its round comes first once
+    # the flood runs a row), then f1
+    assert step() == ["f0"]
+    assert step() == ["q0"]
+    assert step() == ["f1"]
+    # a prompt longer than the whole budget still goes (alone; it is prefilled in chunks),
+    # in its adapter's round: quiet runs 1 row, the flood 2
     _submit_tokens(scheduler, clock, "quiet", "long", 100)
-    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["f2"]
-    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["f3"]
-    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["long"]
+    assert step() == ["long"]
+    assert step() == ["f2"]
+    assert step() == ["f3"]
     # no budget (nothing decoding): everything that fits the room
     for i in range(3):
         _submit_tokens(scheduler, clock, "flood", f"g{i}", 20)
     assert _names(scheduler.take(8, wait=False)) == ["g0", "g1", "g2"]
+
+
+def test_short_prompts_share_a_step_while_their_padded_prefill_fits(scheduler, clock):
+    for i, n in enumerate((10, 12, 6, 9)):
+        _submit_tokens(scheduler, clock, f"a{i}", f"s{i}", n)
+    # 2 x 12 = 24 fits 32, 3 x 12 = 36 does not; then 2 x 9 = 18
+    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["s0", "s1"]
+    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["s2", "s3"]
 
 
 def test_jobs_submitted_together_start_together_whatever_the_budget(scheduler, clock):
