@@ -157,6 +157,7 @@ class Scheduler:
         quota: Callable[[str | None], int | None] | None = None,
         tokens: int | None = None,
         held: Callable[[str | None], int] | None = None,
+        fit_first: bool = False,
     ) -> list[Job] | None:
         """Up to `room` waiting jobs, round-robin over adapters (see `admission_order`),
         leaving those `skip` names in place and giving adapter `a` at most `quota(a)` jobs
@@ -167,7 +168,8 @@ class Scheduler:
         with a taken one (the panes of one Compare, a request's `n` choices) always go: a
         burst of arrivals joins over a few steps instead of stalling running rows, and a
         request arriving during it, for one big prefill; a long prompt is then prefilled
-        in chunks (`RunningBatch`).
+        in chunks (`RunningBatch`). With `fit_first` the first job must fit the budget too
+        (the runner topping up a step's budget: nothing if it does not fit).
 
         With `wait` (the runner is idle), block until a job waits; None once closed (the
         runner should return). Without it, return at once unless a job arrived less than
@@ -193,7 +195,7 @@ class Scheduler:
                     ready = self.admission_order(skip, quota, held)
                 if self._closed:  # `close` has failed what waited
                     return None if wait else []
-            jobs = _within_budget(ready[:room], tokens)
+            jobs = _within_budget(ready[:room], tokens, fit_first)
             chosen = {id(job) for job in jobs}
             for key in {job.request.adapter_id for job in jobs}:
                 self._queues[key] = deque(j for j in self._queues[key] if id(j) not in chosen)
@@ -246,7 +248,7 @@ class Scheduler:
                     return
 
 
-def _within_budget(jobs: list[Job], tokens: int | None) -> list[Job]:
+def _within_budget(jobs: list[Job], tokens: int | None, fit_first: bool = False) -> list[Job]:
     """The longest prefix of `jobs` whose prefill fits `tokens` (at least the first job), plus
     the jobs of the same `submit` calls as those taken. Rows prefilled together are
     left-padded to the longest, so a prefill costs rows x longest prompt, not the sum: a
@@ -257,7 +259,7 @@ def _within_budget(jobs: list[Job], tokens: int | None) -> list[Job]:
     taken, longest = 0, 0
     for job in jobs:
         longest = max(longest, len(job.prompt_ids))
-        if taken and (taken + 1) * longest > tokens:
+        if (taken or fit_first) and (taken + 1) * longest > tokens:
             break
         taken += 1
     groups = {job.group for job in jobs[:taken]}

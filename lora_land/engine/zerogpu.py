@@ -150,8 +150,17 @@ class _OneCall:
         self._boundary = boundary
 
     def take(
-        self, room: int, wait: bool, skip=None, quota=None, tokens=None, held=None
+        self,
+        room: int,
+        wait: bool,
+        skip=None,
+        quota=None,
+        tokens=None,
+        held=None,
+        fit_first=False,
     ) -> list[Job] | None:
+        if fit_first:  # a top-up within a step: not a step boundary, and the call's jobs
+            return []  # were all offered at its first take
         if self._boundary is not None:
             self._boundary()
         if not self._waiting:

@@ -358,3 +358,46 @@ def test_rows_sharing_a_prompt_and_adapter_are_prefilled_once_and_decode_as_alon
     assert sum(n for n, _ in calls) == 7 and sum(u for _, u in calls) <= 4
     assert [r.text for r in together] == alone
     assert len({r.text for r in together[:3]}) > 1  # the seeds still differ after the copy
+
+
+class _TakeRecorder:
+    """A job source that records the runner's takes and hands out nothing."""
+
+    def __init__(self) -> None:
+        self.takes: list[dict] = []
+
+    def take(self, room, wait, **kwargs):
+        self.takes.append({"room": room, "wait": wait, **kwargs})
+        return []
+
+
+def test_a_step_is_topped_up_with_what_fits_its_prefill_budget(engine):
+    from lora_land.engine.batch import Row, RunningBatch
+
+    runner = engine.runner
+    batch = RunningBatch(engine.model, engine.lora_context, engine.pad_id, engine.device)
+    admitted = [
+        Job(GenerationRequest("a"), list(range(5)), 1, "base", None),
+        Job(GenerationRequest("b"), list(range(3)), 1, "base", None),
+    ]
+    source = _TakeRecorder()
+    row = None
+    saved = runner.prefill_chunk_tokens
+    try:
+        runner.prefill_chunk_tokens = 32
+        runner._top_up(batch, admitted, source)
+        assert source.takes == []  # nothing running: the next take is a step boundary anyway
+        row = Row([1, 2, 3], None, 50, 0.0, 1.0, (), frozenset(), engine._decode)
+        batch.add([row])
+        runner._jobs[id(row)] = Job(GenerationRequest("c"), [1, 2, 3], 1, "base", None)
+        runner._top_up(batch, admitted, source)
+        (take,) = source.takes
+        # two rows padded to 5 used 10 of 32 positions: 22 left, for a first job that fits
+        assert take["tokens"] == 32 - 2 * 5 and take["fit_first"] is True
+        assert take["wait"] is False and take["room"] == runner.max_batch - len(batch)
+        runner.prefill_chunk_tokens = 10  # the admitted prefill used the whole budget
+        runner._top_up(batch, admitted, source)
+        assert len(source.takes) == 1
+    finally:
+        runner.prefill_chunk_tokens = saved
+        runner._jobs.pop(id(row), None)

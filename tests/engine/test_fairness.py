@@ -194,3 +194,17 @@ def test_running_rows_count_as_rounds_served(scheduler, clock):
     assert _names(scheduler.take(8, wait=False, tokens=32, held=running.__getitem__)) == ["f0"]
     # without running rows it is the plain round-robin by age
     assert _names(scheduler.admission_order()) == ["f1", "f2"]
+
+
+def test_a_top_up_takes_only_what_fits_the_rest_of_the_steps_budget(scheduler, clock):
+    _submit_tokens(scheduler, clock, "flood", "f0", 20)
+    _submit_tokens(scheduler, clock, "flood", "f1", 20)
+    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["f0"]
+    # 12 positions left in the step: the flood's next 20-token prompt does not fit ...
+    assert _names(scheduler.take(8, wait=False, tokens=12, fit_first=True)) == []
+    # ... a quiet adapter's 6-token one does, and goes first (its round comes first)
+    _submit_tokens(scheduler, clock, "quiet", "q0", 6)
+    running = {"flood": 1, "quiet": 0}
+    got = scheduler.take(8, wait=False, tokens=12, held=running.__getitem__, fit_first=True)
+    assert _names(got) == ["q0"]
+    assert _names(scheduler.take(8, wait=False, tokens=32)) == ["f1"]  # f1 kept its place
