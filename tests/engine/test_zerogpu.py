@@ -178,7 +178,12 @@ def test_a_gpu_calls_job_source_honours_skip_and_the_per_adapter_quota():
         4, wait=False, skip=lambda j: j.request.adapter_id == "c", quota=lambda a: 1
     )
     assert [j.request.prompt for j in first] == ["p0", "p2"]
+    boundaries = []
+    source._boundary = lambda: boundaries.append(1)
+    # a top-up within a step is no step boundary and hands out nothing
+    assert source.take(4, wait=False, tokens=8, fit_first=True) == [] and boundaries == []
     assert [j.request.prompt for j in source.take(4, wait=False)] == ["p1", "p3", "p4"]
+    assert boundaries == [1]
     assert source.take(4, wait=True) is None  # nothing left: the runner returns
 
 
