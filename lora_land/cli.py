@@ -342,7 +342,14 @@ def _rlhf_chosen_on_dev(args: argparse.Namespace, run_dir: Path) -> int:
     """`--eval-on choose`: the loop measured on the dev split (RUN_DIR/dev), the iteration
     best there chosen, and only pi_0 and that policy measured on the evaluation rows
     (RUN_DIR/eval, reusing the dev run's training files) and installed."""
-    from lora_land.rlhf.loop import best_on_dev, read_json, reuse_training
+    from lora_land.rlhf.loop import (
+        CHOSEN_FILE,
+        best_on_dev,
+        dev_choice,
+        read_json,
+        reuse_training,
+        write_json,
+    )
 
     dev_dir, eval_dir = run_dir / "dev", run_dir / "eval"
     argv = _without_options(args.argv, ("--eval-on", "--run-dir"))
@@ -350,12 +357,14 @@ def _rlhf_chosen_on_dev(args: argparse.Namespace, run_dir: Path) -> int:
     records = sorted(dev_dir.glob("iter*/record.json"), key=lambda p: int(p.parent.name[4:]))
     if code or len(records) < args.iterations + 1:
         return code or 1  # stopped early (time budget): run again to resume
-    chosen = best_on_dev([read_json(p) for p in records])
+    curve = [read_json(p) for p in records]
+    chosen = best_on_dev(curve)
     if chosen == 0:
         print(f"no iteration beat pi_0 on the dev split: nothing installed (see {dev_dir})")
         return 0
     print(f"chosen on the dev split: pi_{chosen}; measuring pi_0 and pi_{chosen} once")
     reuse_training(dev_dir, eval_dir, chosen)
+    write_json(eval_dir / CHOSEN_FILE, dev_choice(curve, chosen))  # for the model card
     argv = _without_options(argv, ("--iterations",))
     return main([*argv, "--iterations", str(chosen), "--run-dir", str(eval_dir)])
 

@@ -63,6 +63,27 @@ def outcome(curve: list[dict]) -> str:
     return f"pi_{curve[-1]['iteration']} vs pi_0: {_interval(diff, signed=True)}, {words}"
 
 
+def chosen_section(choice: dict | None) -> list[str]:
+    """The card's account of an iteration chosen on the dev split (`--eval-on choose`)."""
+    if not choice:
+        return []
+    t = choice["chosen"]
+    scores = []
+    for r in choice["curve"]:
+        diff = f" ({_interval(r['vs_pi0'], signed=True)})" if r.get("vs_pi0") else ""
+        scores.append(f"pi_{r['iteration']} {r['score']:.3f}{diff}")
+    return [
+        "## How one iteration was chosen",
+        "",
+        "`--eval-on choose`: the same loop (same settings and seeds) was first measured on the",
+        f"zoo's dev split of the task's training rows (n={choice['n']}, disjoint from the loop's",
+        f"prompts): {', '.join(scores)}. pi_{t} was best there, so this adapter is that run's",
+        f"pi_{t} (its samples, pairs and DPO weights reused), measured once on the evaluation",
+        "rows above.",
+        "",
+    ]
+
+
 def write_card(adapter_dir: Path) -> Path:
     s = json.loads((Path(adapter_dir) / SUMMARY_FILE).read_text())
     c, task = s["config"], s["task"]
@@ -116,6 +137,7 @@ def write_card(adapter_dir: Path) -> Path:
             "answers (nats per answer). Intervals: 95% bootstrap; the last column is the paired",
             "difference to pi_0 on the same rows, a difference only counts when it excludes 0.",
             "",
+            *chosen_section(s.get("chosen_on_dev")),
             f"Served as `{s['base_name']}/{task}@dpo` beside the supervised `{s['pi0']}`.",
             "",
         ]

@@ -356,6 +356,24 @@ def best_on_dev(curve: list[dict]) -> int:
 
 
 TRAINING_FILES = ("samples.jsonl", "pairs.jsonl", "dpo.json", "adapter")
+CHOSEN_FILE = "chosen_on_dev.json"  # in a run that measures a dev-chosen policy once
+
+
+def dev_choice(curve: list[dict], chosen: int) -> dict:
+    """What the model card says of a choice made on the dev split: each policy's dev score
+    and paired difference to pi_0, and which one was chosen."""
+    return {
+        "chosen": chosen,
+        "n": curve[0]["eval"]["score"]["n"],
+        "curve": [
+            {
+                "iteration": r["iteration"],
+                "score": r["eval"]["score"]["mean"],
+                "vs_pi0": r["eval"].get("vs_pi0"),
+            }
+            for r in curve
+        ],
+    }
 
 
 def reuse_training(source: Path, target: Path, iterations: int) -> None:
@@ -455,6 +473,9 @@ def install(config: LoopConfig, base, curve: list[dict], policy: Path) -> Path:
         "prompt_rows": read_json(Path(config.run_dir) / "config.json").get("prompt_rows"),
         "curve": [{k: v for k, v in r.items() if k != "eval"} | _short_eval(r) for r in curve],
     }
+    chosen = Path(config.run_dir) / CHOSEN_FILE  # `--eval-on choose`: how pi_T was chosen
+    if chosen.is_file():
+        summary["chosen_on_dev"] = read_json(chosen)
     write_json(tmp / SUMMARY_FILE, summary)
     write_card(tmp)
     shutil.rmtree(out, ignore_errors=True)

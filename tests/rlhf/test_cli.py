@@ -126,6 +126,16 @@ def test_choosing_on_dev_measures_the_chosen_iteration_once_and_installs_it(
         == "eval"
     )
     assert json.loads((ev / "record.json").read_text())["eval"]["score"]["n"] == 2
+    # the card says how pi_1 was chosen, with the dev split's scores
+    choice = json.loads((out / "rlhf_summary.json").read_text())["chosen_on_dev"]
+    dev_scores = [
+        json.loads((tmp_path / "run" / "dev" / f"iter{t}" / "record.json").read_text())
+        for t in (0, 1)
+    ]
+    assert choice["chosen"] == 1 and [r["iteration"] for r in choice["curve"]] == [0, 1]
+    assert choice["curve"][1]["score"] == dev_scores[1]["eval"]["score"]["mean"]
+    card = (out / "README.md").read_text()
+    assert "## How one iteration was chosen" in card and "pi_1 was best there" in card
 
 
 def test_the_best_dev_iteration_is_the_earliest_of_the_highest():

@@ -38,6 +38,8 @@ def test_variant_is_a_small_fp16_adapter_with_its_iteration_table(name: str) -> 
     assert verdict in card.split("Result:")[1].splitlines()[0]
     if summary["config"].get("max_length_ratio"):
         assert f"within {summary['config']['max_length_ratio']}x the best one's length" in card
+    if summary.get("chosen_on_dev"):  # `--eval-on choose` runs (earlier cards say it by hand)
+        assert f"pi_{summary['chosen_on_dev']['chosen']} was best there" in card
 
 
 @pytest.mark.parametrize("name", VARIANTS)
