@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -324,13 +324,19 @@ class RunningBatch:
         scratch.set_rows(adapters, self.device)
         return scratch.groups
 
-    def _forward(self, groups: list, **inputs) -> torch.Tensor:
+    @contextmanager
+    def _turn(self, groups: list):
+        """The model for one forward, with the LoRA plan `groups` set."""
         with self.lock:
             self.context.groups = groups
             try:
-                out = self.model(**inputs, use_cache=True)
+                yield
             finally:
                 self.context.clear()
+
+    def _forward(self, groups: list, **inputs) -> torch.Tensor:
+        with self._turn(groups):
+            out = self.model(**inputs, use_cache=True)
         return out.logits[:, -1, :].float()
 
     def _decode_forward(self, groups: list, **inputs) -> torch.Tensor:
@@ -339,12 +345,8 @@ class RunningBatch:
         decoder = lean_decoder(self.model)
         if decoder is None:
             return self._forward(groups, **inputs)
-        with self.lock:
-            self.context.groups = groups
-            try:
-                return decoder(**inputs)
-            finally:
-                self.context.clear()
+        with self._turn(groups):
+            return decoder(**inputs)
 
     @torch.inference_mode()
     def add(self, rows: list[Row]) -> list[Row]:

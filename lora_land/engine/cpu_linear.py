@@ -127,7 +127,7 @@ def linear_kind(model: nn.Module) -> str:
     packs = [m._pack for m in model.modules() if hasattr(m, "_pack")]  # engine/packed.py
     if OneDnnBf16Linear in kinds or any(p.bf16 for p in packs):
         return "onednn-bf16"
-    return "onednn" if OneDnnLinear in kinds or any(p.kind == "onednn" for p in packs) else "aten"
+    return "onednn" if OneDnnLinear in kinds or packs else "aten"  # packs: oneDNN only
 
 
 def wanted(choice: str, device: torch.device, dtype: torch.dtype) -> bool:

@@ -154,7 +154,7 @@ def lean_decoder(model: nn.Module) -> LeanDecoder | None:
 def full_forward(model: nn.Module):
     """Within the block decode steps run transformers' full forward (a same-run baseline for
     benchmarks and tests); restored on exit."""
-    had = model.__dict__.get(_ATTR, None) if _ATTR in model.__dict__ else lean_decoder(model)
+    had = lean_decoder(model)
     model.__dict__[_ATTR] = None
     try:
         yield

@@ -28,7 +28,7 @@ import torch
 from lora_land.engine.batch import Row, RunningBatch
 from lora_land.engine.cache import CacheFullError
 from lora_land.engine.lora import DeviceAdapter, LoraContext
-from lora_land.engine.scheduler import Job, Scheduler
+from lora_land.engine.scheduler import Job, Scheduler, prefill_positions
 from lora_land.engine.store import AdapterStore
 from lora_land.engine.types import GenerationResult, StreamChunk
 from lora_land.errors import AdapterValidationError
@@ -182,7 +182,7 @@ class BatchRunner:
         budget = self.prefill_chunk_tokens
         if not budget or not self.continuous or not batch.rows:
             return
-        left = budget - len(admitted) * max(len(job.prompt_ids) for job in admitted)
+        left = budget - prefill_positions(admitted)
         room = self.max_batch - len(batch)
         if left <= 0 or room <= 0:
             return

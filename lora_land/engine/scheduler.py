@@ -248,6 +248,11 @@ class Scheduler:
                     return
 
 
+def prefill_positions(jobs: list[Job]) -> int:
+    """Positions one prefill of `jobs` computes: rows x the longest prompt (left-padded)."""
+    return len(jobs) * max((len(job.prompt_ids) for job in jobs), default=0)
+
+
 def _within_budget(jobs: list[Job], tokens: int | None, fit_first: bool = False) -> list[Job]:
     """The longest prefix of `jobs` whose prefill fits `tokens` (at least the first job), plus
     the jobs of the same `submit` calls as those taken. Rows prefilled together are
@@ -256,11 +261,10 @@ def _within_budget(jobs: list[Job], tokens: int | None, fit_first: bool = False)
     129 ms instead of 65 ms alone, all of it in the shorter request's time to first token)."""
     if tokens is None or tokens <= 0:
         return jobs
-    taken, longest = 0, 0
-    for job in jobs:
-        longest = max(longest, len(job.prompt_ids))
-        if (taken or fit_first) and (taken + 1) * longest > tokens:
-            break
+    taken = 0
+    while taken < len(jobs) and (
+        (not taken and not fit_first) or prefill_positions(jobs[: taken + 1]) <= tokens
+    ):
         taken += 1
     groups = {job.group for job in jobs[:taken]}
     return jobs[:taken] + [job for job in jobs[taken:] if job.group in groups]

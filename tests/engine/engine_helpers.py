@@ -91,3 +91,24 @@ def deployment_for(base_dir: Path, adapters: dict[str, Path], pinned: tuple[str,
     return Deployment(
         name="test", base=BaseSource(name="tiny", source=str(base_dir)), adapters=sources
     )
+
+
+def make_row(engine, prompt: str, adapter_id: str | None, n: int, adjust=None):
+    """A greedy `Row` for `prompt` on the engine's adapter `adapter_id` (None: the base),
+    `n` new tokens, EOS ignored; `adjust` sees each step's logits (see `Row.adjust`)."""
+    from lora_land.engine.batch import Row
+
+    adapter = None
+    if adapter_id:
+        adapter = engine.store.acquire(adapter_id, engine.store.prepare(adapter_id)[1])
+    return Row(
+        prompt_ids=engine._encode(prompt),
+        adapter=adapter,
+        max_new_tokens=n,
+        temperature=0.0,
+        top_p=1.0,
+        stop=(),
+        eos_ids=frozenset(),
+        decode=engine._decode,
+        adjust=adjust,
+    )

@@ -11,7 +11,7 @@ import torch
 from lora_land.engine.batch import Row, RunningBatch, prefill_budget
 from lora_land.engine.engine import Engine
 from lora_land.engine.types import GenerationRequest
-from tests.engine.engine_helpers import deployment_for, engine_settings
+from tests.engine.engine_helpers import deployment_for, engine_settings, make_row
 
 LONG = "Once upon a time, in a village by the sea, there lived an old lighthouse keeper " * 3
 SHORT = "Say hi"
@@ -27,19 +27,7 @@ def engine(tmp_path_factory, tiny_base_dir, tiny_adapters):
 
 
 def _row(engine: Engine, prompt: str, adapter_id: str | None, n: int) -> Row:
-    adapter = None
-    if adapter_id:
-        adapter = engine.store.acquire(adapter_id, engine.store.prepare(adapter_id)[1])
-    return Row(
-        prompt_ids=engine._encode(prompt),
-        adapter=adapter,
-        max_new_tokens=n,
-        temperature=0.0,
-        top_p=1.0,
-        stop=(),
-        eos_ids=frozenset(),
-        decode=engine._decode,
-    )
+    return make_row(engine, prompt, adapter_id, n)
 
 
 def _run(engine: Engine, budget: int | None) -> tuple[list[int], list[int], list[int]]:

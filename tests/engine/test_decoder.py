@@ -13,7 +13,7 @@ from lora_land.engine.batch import Row, RunningBatch
 from lora_land.engine.decoder import full_forward, lean_decoder, supported
 from lora_land.engine.engine import Engine
 from lora_land.engine.packed import packs
-from tests.engine.engine_helpers import deployment_for, engine_settings
+from tests.engine.engine_helpers import deployment_for, engine_settings, make_row
 from tests.engine.test_sliding_window import WINDOW, mistral_dir  # noqa: F401  (fixture)
 
 PROMPTS = [
@@ -32,25 +32,11 @@ def _engine(tmp_path, base_dir, adapters, cpu_linear: str = "auto") -> Engine:
 
 
 def _row(engine: Engine, prompt: str, adapter_id: str | None, n: int, seen: list) -> Row:
-    adapter = None
-    if adapter_id:
-        adapter = engine.store.acquire(adapter_id, engine.store.prepare(adapter_id)[1])
-
     def record(logits: torch.Tensor, row: Row) -> torch.Tensor:
         seen.append(logits.clone())
         return logits
 
-    return Row(
-        prompt_ids=engine._encode(prompt),
-        adapter=adapter,
-        max_new_tokens=n,
-        temperature=0.0,
-        top_p=1.0,
-        stop=(),
-        eos_ids=frozenset(),
-        decode=engine._decode,
-        adjust=record,
-    )
+    return make_row(engine, prompt, adapter_id, n, adjust=record)
 
 
 def _decode(engine: Engine, prompts: list, steps: int) -> tuple[list, list]:

@@ -127,3 +127,12 @@ def test_groups_of_mixed_kinds_and_plain_linears_stay_as_they_are(tiny_base_dir)
     attn.k_proj.__class__ = nn.Linear  # one member not through oneDNN: its group is skipped
     assert pack_siblings(model) == 2 * len(model.model.layers) - 1
     assert type(attn.q_proj) is OneDnnLinear and type(attn.k_proj) is nn.Linear
+
+
+def test_a_model_whose_every_linear_is_packed_still_says_onednn():
+    from lora_land.engine.cpu_linear import linear_kind
+
+    block = nn.Module()
+    block.q_proj, block.k_proj, block.v_proj = (nn.Linear(8, n, bias=False) for n in (8, 4, 4))
+    use_onednn_linears(block)
+    assert pack_siblings(block) == 1 and linear_kind(block) == "onednn"
