@@ -21,8 +21,10 @@ the load average and thread counts it ran under.
   each linear shape alone (small matrices pay a fixed cost per call that big ones amortise;
   q/k/v and gate/up are read as one matrix each, see `lora_land/engine/packed.py`), and
   `packed_over_unpacked_decode`: the same decode with every projection read on its own;
-  `lean_over_full_forward_decode`: decode steps through the lean decoder
-  (`lora_land/engine/decoder.py`) over transformers' full forward;
+  `lean_over_full_forward_decode`: decode steps as served (the lean decoder,
+  `lora_land/engine/decoder.py`, compiled or not) over transformers' full forward;
+  `compiled_over_eager_decode`: the compiled step (`lora_land/engine/compiled.py`,
+  `decode_step`, its background warm-up `compile_s`) over the eager lean step, alternating;
 - `mixed32_over_same32_throughput`: decode tokens/s of 32 rows over 32 distinct adapters vs
   32 rows on one adapter (target >= 0.85); `mixed8_over_same8_throughput` likewise;
 - `concurrent_over_sequential_throughput`: 16 streaming clients over 8 adapters, 64 new
@@ -59,6 +61,7 @@ from bench.engine import make_adapters
 from lora_land.config import Settings
 from lora_land.deployment import AdapterSource, BaseSource, Deployment
 from lora_land.engine.batch import Row, RunningBatch
+from lora_land.engine.compiled import CompiledDecoder
 from lora_land.engine.cpu_linear import (
     OneDnnBf16Linear,
     OneDnnLinear,
@@ -67,7 +70,7 @@ from lora_land.engine.cpu_linear import (
     onednn_available,
     pack_bf16,
 )
-from lora_land.engine.decoder import full_forward, lean_decoder
+from lora_land.engine.decoder import full_forward, lean_decoder, use_step
 from lora_land.engine.engine import Engine, in_passing_thread
 from lora_land.engine.packed import PackedLinear, packs, unpacked
 from lora_land.engine.prepare import prepare_embedded_model
@@ -205,22 +208,28 @@ def gemv_read_gb_s(model: torch.nn.Module, budget_bytes: int = 200_000_000) -> d
 
 def decode_batch1_vs_other_linears(
     engine: Engine, adapter_id: str, tokens: int, reps: int = 3
-) -> tuple[float, float | None, float | None, float | None]:
+) -> tuple[float, float | None, float | None, float | None, float | None]:
     """Median batch-1 decode tokens/s as served; through the other float32 linear (PyTorch's
     stock linears when the engine serves oneDNN's, oneDNN's when it serves the stock ones, see
     `cpu_linear.keep_faster_float32`); with sibling projections unpacked; and with decode
-    steps through transformers' full forward instead of the lean decoder (each None when
-    there is no such alternative). Runs alternate, so drifts in the machine's speed hit all
-    alike."""
+    steps through transformers' full forward instead of the lean decoder; and through the
+    eager lean step when the compiled one is served (each None when there is no such
+    alternative; the linear and packing alternatives run the eager step, whose projections
+    are modules). Runs alternate, so drifts in the machine's speed hit all alike."""
     request = GenerationRequest(PROMPT, adapter_id, max_new_tokens=tokens)
-    served, other, separate, full = [], [], [], []
+    served, other, separate, full, eager = [], [], [], [], []
     packed = bool(packs(engine.model))
-    lean = lean_decoder(engine.model) is not None
+    step = lean_decoder(engine.model)
+    lean = step is not None
+    eager_step = step.lean if isinstance(step, CompiledDecoder) else None
     serves_aten = linear_kind(engine.model) == "aten"
     for _ in range(reps):
         served.append(engine.generate([request])[0].tokens_per_s)
+        if eager_step is not None:
+            with use_step(engine.model, eager_step):
+                eager.append(engine.generate([request])[0].tokens_per_s)
         swap = onednn_float32 if serves_aten and onednn_available() else aten_linears
-        with swap(engine.model) as swapped:
+        with use_step(engine.model, eager_step or step), swap(engine.model) as swapped:
             if swapped:
                 other.append(engine.generate([request])[0].tokens_per_s)
         if packed:  # packing bf16 copies is torch work: in a passing thread, as below
@@ -234,7 +243,13 @@ def decode_batch1_vs_other_linears(
             with full_forward(engine.model):
                 full.append(engine.generate([request])[0].tokens_per_s)
     median = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
-    return statistics.median(served), median(other), median(separate), median(full)
+    return (
+        statistics.median(served),
+        median(other),
+        median(separate),
+        median(full),
+        median(eager),
+    )
 
 
 @contextmanager
@@ -455,13 +470,14 @@ def make_engine(settings: Settings, adapters: dict) -> Engine:
     deployment = Deployment(
         name="bench",
         base=BaseSource(name=BASE, source="embedded"),
-        adapters={
+        adapters={  # sorted: the first (the compile's warm-up adapter) is the decode's
             adapter_id: AdapterSource(id=adapter_id, task=adapter_id.split("/")[-1], path=path)
-            for adapter_id, (path, _) in adapters.items()
+            for adapter_id, (path, _) in sorted(adapters.items())
         },
     )
     engine = Engine.from_settings(settings, deployment)
     engine.eos_ids = frozenset()  # every request decodes exactly its max_new_tokens
+    engine.wait_compiled()  # measure what is served once the background compile is done
     return engine
 
 
@@ -527,10 +543,18 @@ def measure(engine: Engine, ids: list[str], sizes: Sizes) -> dict:
     budget = 4_000_000 if sizes.adapters <= 4 else 200_000_000  # --quick: a smoke run
     for shape, rate in in_passing_thread(lambda: gemv_read_gb_s(engine.model, budget)).items():
         out[f"gemv_read_gb_s_{shape}"] = rate  # in over out features, batch 1
-    fast, other, separate, full = decode_batch1_vs_other_linears(
+    fast, other, separate, full, eager = decode_batch1_vs_other_linears(
         engine, ids[0], sizes.decode_tokens
     )
     out["cpu_linear"] = linear_kind(engine.model)
+    out["decode_step"] = engine.decode_step  # "compiled" (engine/compiled.py) or "eager"
+    step = lean_decoder(engine.model)
+    if isinstance(step, CompiledDecoder):
+        out["compile_s"] = step.compile_s  # the warm-up, in the background after load
+        out["compiled_graphs"] = step.compiles()
+    if eager is not None:  # the same decode through the eager lean step
+        out["decode_tok_s_batch1_eager"] = eager
+        out["compiled_over_eager_decode"] = fast / eager
     out["decode_tok_s_batch1"] = fast
     out["decode_over_roofline"] = out["decode_tok_s_batch1"] / out["roofline_tok_s_batch1"]
     out["decode_over_linears_only"] = fast / linears_tok_s

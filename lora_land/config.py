@@ -91,6 +91,10 @@ class Settings:
     dtype: str = "auto"
     # CPU linear layers: "auto" (oneDNN for float32, see engine/cpu_linear.py), "onednn", "aten"
     cpu_linear: str = "auto"
+    # "auto": compile the decode step (engine/compiled.py) where it serves the model, in the
+    # background after load; "off": eager steps only. Off unless asked in code (compiling sets
+    # a process-wide compiler stance); `from_env` (the app, the bench) defaults to "auto".
+    compile: str = "off"
     # None, "4bit" or "8bit" (bitsandbytes, CUDA only)
     quantization: str | None = None
     # bytes of adapter weights resident next to the base model (batchable slots)
@@ -197,6 +201,7 @@ class Settings:
             device=_env("LORA_LAND_DEVICE", base.device),
             dtype=_env("LORA_LAND_DTYPE", base.dtype),
             cpu_linear=_env("LORA_LAND_CPU_LINEAR", base.cpu_linear),
+            compile=_compile_setting(_env("LORA_LAND_COMPILE", "auto")),
             quantization=quant,
             device_cache_bytes=_env_int("LORA_LAND_DEVICE_CACHE_MB", 64) * _MIB,
             host_cache_bytes=_env_int("LORA_LAND_HOST_CACHE_MB", 512) * _MIB,
@@ -236,3 +241,9 @@ class Settings:
         if unknown:
             raise ConfigError(f"unknown settings: {sorted(unknown)}")
         return replace(settings, **overrides)  # type: ignore[arg-type]
+
+
+def _compile_setting(value: str) -> str:
+    if value not in ("auto", "off"):
+        raise ConfigError(f"LORA_LAND_COMPILE must be auto or off, got {value!r}")
+    return value

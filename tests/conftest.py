@@ -7,11 +7,16 @@ model is prepared once into the user cache by `make test` before pytest starts.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from lora_land.config import PROJECT_ROOT, Settings
+
+# engines the tests start (in process or as the app) serve the eager decode step; the tests
+# of the compiled step (tests/engine/test_compiled.py) ask for it
+os.environ.setdefault("LORA_LAND_COMPILE", "off")
 
 SHARED = PROJECT_ROOT.parent / "shared"
 SAMPLES = SHARED / "data" / "samples"

@@ -150,6 +150,24 @@ def lean_decoder(model: nn.Module) -> LeanDecoder | None:
     return model.__dict__[_ATTR]
 
 
+def install_step(model: nn.Module, step) -> None:
+    """Decode steps of `model` run `step` from now on (a `LeanDecoder`-like callable, e.g.
+    the compiled step of `compiled.py`; None: the full forward)."""
+    lean_decoder(model)  # made first, so that `step` is not replaced by it
+    model.__dict__[_ATTR] = step
+
+
+@contextmanager
+def use_step(model: nn.Module, step):
+    """Within the block decode steps run `step` (see `install_step`); restored on exit."""
+    had = lean_decoder(model)
+    install_step(model, step)
+    try:
+        yield
+    finally:
+        model.__dict__[_ATTR] = had
+
+
 @contextmanager
 def full_forward(model: nn.Module):
     """Within the block decode steps run transformers' full forward (a same-run baseline for

@@ -72,6 +72,8 @@ class Engine:
         self.context_length = context_length
         self.base_loads = 1
         self.lora_context = LoraContext()
+        self.decode_step = "eager"  # "compiled" once `warm_up_compiled` installed it
+        self._warm_up: threading.Thread | None = None
         self._tokenizer_lock = threading.Lock()  # fast tokenizers are not re-entrant
         self._model_lock = threading.Lock()  # the scheduler and `logits` take turns
         self.pad_id = _pad_id(tokenizer)
@@ -133,7 +135,58 @@ class Engine:
                 **options,  # type: ignore[arg-type]  # checked by the constructor's signature
             )
 
-        return in_passing_thread(build)
+        engine = in_passing_thread(build)
+        if settings.compile != "off":
+            engine._warm_up = threading.Thread(
+                target=engine.warm_up_compiled, name="lora-land-compile", daemon=True
+            )
+            engine._warm_up.start()
+        return engine
+
+    def warm_up_compiled(self) -> bool:
+        """Compile the decode step (`engine/compiled.py`) where it serves the model, then
+        serve it: the layouts users make most (`CompiledDecoder.warm_up`, with the
+        deployment's first adapter that loads) compile now; later steps of other shapes run
+        eagerly, and nothing compiles while a request waits. Until it returns, the engine
+        serves the eager step (`from_settings` runs this in a thread of its own). Returns
+        whether the compiled step is now served."""
+        from lora_land.engine import compiled
+        from lora_land.engine.decoder import install_step, lean_decoder
+
+        lean = lean_decoder(self.model)
+        if not compiled.supported(lean):
+            return False
+        step = compiled.CompiledDecoder(lean)
+        adapter_id, adapter = self._warm_up_adapter()
+        try:
+            step.warm_up(adapter)
+        except Exception:  # the eager step serves as before
+            log.exception("compiling the decode step failed: serving the eager step")
+            return False
+        finally:
+            if adapter_id is not None:
+                self.store.release(adapter_id)
+        compiled.settle()
+        install_step(self.model, step)
+        self.decode_step = "compiled"
+        log.info("decode step compiled in %.1f s (%d graphs)", step.compile_s, step.compiles())
+        return True
+
+    def wait_compiled(self, timeout: float | None = None) -> str:
+        """Wait for the background compile `from_settings` started (if any); returns the
+        decode step served now: "compiled" or "eager"."""
+        if self._warm_up is not None:
+            self._warm_up.join(timeout)
+        return self.decode_step
+
+    def _warm_up_adapter(self):
+        for adapter_id in self.deployment.adapters:
+            try:
+                _, host = self.store.prepare(adapter_id)
+                return adapter_id, self.store.acquire(adapter_id, host)
+            except Exception:  # the next one may load; warming is best effort
+                log.warning("warm-up: adapter %s did not load", adapter_id)
+        return None, None
 
     def _attach(self, names: list[str]) -> None:
         with self._model_lock:  # the runner holds the lock for one forward at a time

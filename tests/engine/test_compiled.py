@@ -1,0 +1,90 @@
+"""The compiled decode step (engine/compiled.py): compiled in the background when the engine
+starts, the same logits as the eager lean step, and no compile after its warm-up: the layouts
+it warmed run compiled graphs for new prompt lengths and batches (a recompile would raise
+under the `fail_on_recompile` stance), other layouts run eagerly with the same results."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lora_land.config import Settings
+from lora_land.engine import compiled
+from lora_land.engine.decoder import LeanDecoder, lean_decoder, use_step
+from lora_land.engine.engine import Engine
+from lora_land.errors import ConfigError
+from tests.engine.engine_helpers import deployment_for, engine_settings
+from tests.engine.test_decoder import _decode
+
+WARMED = [  # the warm-up's layouts: one row on the first adapter, then a base row joins
+    ("Once upon a time, in a village by the sea, there lived", "tiny/a"),
+    ("Say hi", None),
+]
+OTHERS = [  # a second adapter's layout, then three rows: not warmed (eager)
+    ("Q: What is 12 plus 30?\nA:", "tiny/b"),
+    ("List three colours of the rainbow:", "tiny/a"),
+    ("Say hi", None),
+]
+
+
+def _same_as_eager(engine: Engine, step: compiled.CompiledDecoder, prompts: list) -> int:
+    compiled_ids, compiled_logits = _decode(engine, prompts, steps=5)
+    with use_step(engine.model, step.lean):
+        eager_ids, eager_logits = _decode(engine, prompts, steps=5)
+    assert compiled_ids == eager_ids
+    compared = 0
+    for ours, theirs in zip(compiled_logits, eager_logits, strict=True):
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+            compared += 1
+    return compared
+
+
+def test_the_compiled_step_matches_the_eager_one_and_compiles_nothing_after_warm_up(
+    tmp_path, tiny_base_dir, tiny_adapters
+):
+    settings = engine_settings(tmp_path, cpu_linear="aten", compile="auto")
+    engine = Engine.from_settings(settings, deployment_for(tiny_base_dir, tiny_adapters))
+    engine.eos_ids = frozenset()
+    try:
+        assert engine.wait_compiled(timeout=600) == "compiled"  # compiled in the background
+        step = lean_decoder(engine.model)
+        assert isinstance(step, compiled.CompiledDecoder)
+        graphs = step.compiles()
+        assert graphs >= 3  # one per warmed layout at least
+        with torch.compiler.set_stance("fail_on_recompile"):  # raises if a step is not covered
+            assert _same_as_eager(engine, step, WARMED) >= 2 * 5
+            assert _same_as_eager(engine, step, [(p + " and more", a) for p, a in WARMED]) >= 10
+        assert _same_as_eager(engine, step, OTHERS) >= 3 * 5  # eagerly: no compile meanwhile
+        assert step.compiles() == graphs
+    finally:
+        engine.close()
+
+
+def test_engines_compile_only_when_asked(tmp_path, tiny_base_dir, tiny_adapters, monkeypatch):
+    engine = Engine.from_settings(
+        engine_settings(tmp_path), deployment_for(tiny_base_dir, tiny_adapters)
+    )
+    try:
+        assert engine.settings.compile == "off"  # Settings(): nothing compiles unless asked
+        assert engine.wait_compiled() == "eager"
+        assert type(lean_decoder(engine.model)) is LeanDecoder
+    finally:
+        engine.close()
+    monkeypatch.delenv("LORA_LAND_COMPILE", raising=False)
+    assert Settings.from_env().compile == "auto"  # the app's default
+    monkeypatch.setenv("LORA_LAND_COMPILE", "sometimes")
+    with pytest.raises(ConfigError, match="LORA_LAND_COMPILE must be auto or off"):
+        Settings.from_env()
+
+
+def test_packed_projections_keep_the_eager_step(tmp_path, tiny_base_dir, tiny_adapters):
+    settings = engine_settings(tmp_path, cpu_linear="onednn")
+    engine = Engine.from_settings(settings, deployment_for(tiny_base_dir, tiny_adapters))
+    try:
+        assert not compiled.supported(lean_decoder(engine.model))
+        assert engine.warm_up_compiled() is False
+        assert type(lean_decoder(engine.model)) is LeanDecoder
+    finally:
+        engine.close()
