@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -194,18 +195,23 @@ class CompiledDecoder:
         return weights, specs
 
     # -- warm-up -----------------------------------------------------------------------------
-    def warm_up(self, adapter: DeviceAdapter | None) -> None:
+    def warm_up(
+        self, adapter: DeviceAdapter | None, before_each: Callable[[], None] | None = None
+    ) -> None:
         """Compile the graphs of the layouts users make most: one row bare, one row with
         `adapter`, and two left-padded rows mixing both (a side-by-side comparison), on
         synthetic caches and the model's real weights and LoRA specs. Each layout runs at
         two cache widths and offsets, so the cache's column counters become symbolic and
         later prompt lengths reuse the graph. Reads the model and writes only its own caches:
-        it needs no lock, and the engine keeps serving the eager step meanwhile."""
+        it needs no lock, and the engine keeps serving the eager step meanwhile;
+        `before_each` runs before each step (the engine waits there until it is idle)."""
         started = time.perf_counter()
         layouts = [[None], [adapter], [adapter, None]] if adapter is not None else [[None]]
         with torch.compiler.set_stance("default"), torch.inference_mode():
             for layout in layouts:
                 for width, cut in ((9, 0), (14, 3)):
+                    if before_each is not None:
+                        before_each()
                     self._warm_step(layout, width, cut)
         self.compile_s += time.perf_counter() - started
 

@@ -33,7 +33,8 @@ CANDIDATES = ("bfloat16", "bf16-weights")
 # against the stock float32 path) no longer says which is faster
 # 3: float32 serves through whichever of oneDNN and BLAS is faster here (1.5x at batch 1 on
 # a Xeon), and decode steps skip transformers' per-layer machinery: float32 got faster
-RECORD_VERSION = 3
+# 4: float32 decode steps are compiled (engine/compiled.py, 1.09-1.11x at batch 1 here)
+RECORD_VERSION = 4
 
 
 @dataclass(frozen=True)

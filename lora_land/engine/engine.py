@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ADMIT_WINDOW_S = 0.005  # jobs submitted this close together start in the same decode step
+WARM_UP_SWITCH_INTERVAL_S = 1e-5  # the GIL's switch interval while compiling (see warm-up)
 
 
 class Engine:
@@ -158,12 +160,20 @@ class Engine:
             return False
         step = compiled.CompiledDecoder(lean)
         adapter_id, adapter = self._warm_up_adapter()
+        # Dynamo traces in Python: with the default 5 ms switch interval the worker waited for
+        # the GIL at each of its ~1,000 ops a step (0.3-0.7 tokens/s while compiling, against
+        # ~24 eager); at 10 us it kept 3-6 (2 cores, Inductor's C++ compiles beside it)
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(WARM_UP_SWITCH_INTERVAL_S)
         try:
-            step.warm_up(adapter)
+            step.warm_up(adapter, before_each=self._wait_until_idle)
+        except _ClosedDuringWarmUp:
+            return False
         except Exception:  # the eager step serves as before
             log.exception("compiling the decode step failed: serving the eager step")
             return False
         finally:
+            sys.setswitchinterval(interval)
             if adapter_id is not None:
                 self.store.release(adapter_id)
         compiled.settle()
@@ -178,6 +188,14 @@ class Engine:
         if self._warm_up is not None:
             self._warm_up.join(timeout)
         return self.decode_step
+
+    def _wait_until_idle(self) -> None:
+        """Before each graph of the warm-up: wait while requests run or wait (each graph
+        takes 10-40 s on 2 cores and slows whatever runs meanwhile); stop if closed."""
+        while self.scheduler.depth() or self.runner._jobs:
+            time.sleep(0.1)
+        if getattr(self.scheduler, "_closed", False):
+            raise _ClosedDuringWarmUp
 
     def _warm_up_adapter(self):
         for adapter_id in self.deployment.adapters:
@@ -404,6 +422,10 @@ def _eos_ids(tokenizer, model: torch.nn.Module) -> frozenset[int]:
         elif isinstance(value, list | tuple):
             ids.update(int(v) for v in value)
     return frozenset(ids)
+
+
+class _ClosedDuringWarmUp(Exception):
+    """The engine closed while its decode step compiled: nothing left to serve."""
 
 
 def in_passing_thread(fn: Callable[[], T]) -> T:
