@@ -88,3 +88,14 @@ def test_packed_projections_keep_the_eager_step(tmp_path, tiny_base_dir, tiny_ad
         assert type(lean_decoder(engine.model)) is LeanDecoder
     finally:
         engine.close()
+
+
+def test_a_warm_up_stops_when_the_engine_closes(tmp_path, tiny_base_dir, tiny_adapters):
+    settings = engine_settings(tmp_path, cpu_linear="aten")
+    engine = Engine.from_settings(settings, deployment_for(tiny_base_dir, tiny_adapters))
+    assert compiled.supported(lean_decoder(engine.model))
+    engine.close()  # the warm-up waits for idleness before each graph, and finds it closed
+    assert engine.warm_up_compiled() is False
+    assert engine.decode_step == "eager"
+    assert type(lean_decoder(engine.model)) is LeanDecoder
+    assert not engine.store.device.is_pinned("tiny/a")  # the warm-up's adapter is released
