@@ -12,6 +12,7 @@ The web app is started by `app.py`, not here. Errors meant for users print witho
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -123,7 +124,8 @@ def evaluate_task(
         base=BaseSource(base.name, source, base.name, base.hub_id),
         adapters=adapters,
     )
-    engine = Engine.from_settings(settings, deployment)
+    # batches of rows: the compiled decode step serves one or two (engine/compiled.py)
+    engine = Engine.from_settings(dataclasses.replace(settings, compile="off"), deployment)
     adapter_id = next(iter(adapters), None)
     try:
         report = evaluate_rows(

@@ -35,11 +35,15 @@ def policy_deployment(base: ResolvedBase, task: str, adapters: Mapping[str, Path
 
 
 def open_engine(settings: Settings, deployment: Deployment, max_batch: int = 16):
-    """The real engine for the loop (queue sized for whole sample chunks)."""
+    """The real engine for the loop (queue sized for whole sample chunks; no compiled decode
+    step: it serves batches of one or two rows, and the loop decodes in batches of 16)."""
     from lora_land.engine.engine import Engine
 
     tuned = dataclasses.replace(
-        settings, max_batch_size=max_batch, max_queue=max(settings.max_queue, 4096)
+        settings,
+        max_batch_size=max_batch,
+        max_queue=max(settings.max_queue, 4096),
+        compile="off",
     )
     return Engine.from_settings(tuned, deployment)
 

@@ -78,7 +78,8 @@ def score_stage(task: str, part: str, who: str, d: Path) -> ScoredRun:
         base=BaseSource(EMBEDDED_BASE, "embedded", EMBEDDED_BASE, HUB_ID),
         adapters=adapters,
     )
-    engine = Engine.from_settings(Settings.from_env(), deployment)
+    # batches of rows: the compiled decode step serves one or two (engine/compiled.py)
+    engine = Engine.from_settings(Settings.from_env(compile="off"), deployment)
     try:
         run = score_rows(
             engine, load_task(task), rows, index, adapter_id=adapter_id, data=data, part=part

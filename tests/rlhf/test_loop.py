@@ -255,3 +255,20 @@ def test_micro_batches_take_the_same_optimizer_step_as_the_whole_batch(
             str(tiny_base), tiny_pi0, tiny_pi0, pairs, tmp_path / "x", "t",
             DpoSettings(batch_size=4, micro_batch=3),
         )  # fmt: skip
+
+
+def test_the_loops_engine_serves_the_eager_step_whatever_the_environment(
+    tiny_base, tiny_pi0, monkeypatch
+):
+    from lora_land.rlhf.sampling import open_engine, policy_deployment
+
+    monkeypatch.setenv("LORA_LAND_COMPILE", "auto")  # what the app would do
+    settings = Settings.from_env()
+    assert settings.compile == "auto"
+    deployment = policy_deployment(resolve_base(str(tiny_base)), "glue_sst2", {"pi0": tiny_pi0})
+    engine = open_engine(settings, deployment)
+    try:  # it samples in batches of 16: a compile for one or two rows would be wasted
+        assert engine.settings.compile == "off"
+        assert engine.wait_compiled() == "eager"
+    finally:
+        engine.close()
