@@ -21,8 +21,8 @@ What it costs and how that is contained:
   layout the warm-up did not see, a slab growing) runs eagerly, at the eager lean step's speed,
   and nothing ever compiles while a request waits.
 - What it serves: whatever `LeanDecoder` serves (Llama/Mistral, float32 on a CPU), with plain
-  `nn.Linear` projections under the LoRA wrappers (PyTorch's BLAS: `cpu_linear` chose them)
-  and no biases. oneDNN-packed projections keep the eager step.
+  `nn.Linear` projections under the LoRA wrappers (PyTorch's BLAS: `cpu_linear` chose them),
+  no biases and a SiLU-gated MLP. oneDNN-packed projections keep the eager step.
 
 `compiled_decoder(model, lean)` makes it (None where it does not serve); the engine warms it
 at load (`Engine.warm_up_compiled`) and `batch.RunningBatch` calls it like the eager step.
@@ -187,11 +187,7 @@ class CompiledDecoder:
             return weights, [[None] * 7 for _ in projections]
         specs = plan.__dict__.get(_PLAN_SPECS)
         if specs is None:
-            specs = [[_spec(m, plan) for m in layer] for layer in projections]
-            for spec in (spec for layer in specs for spec in layer if spec is not None):
-                for tensor in spec[1:]:
-                    _static(tensor)
-            plan.__dict__[_PLAN_SPECS] = specs
+            specs = plan.__dict__[_PLAN_SPECS] = _specs(plan, projections)
         return weights, specs
 
     # -- warm-up -----------------------------------------------------------------------------
@@ -222,10 +218,7 @@ class CompiledDecoder:
         projections = [_layer_projections(layer) for layer in lean.layers]
         weights = [[_base(m).weight for m in layer] for layer in projections]
         plan = LoraPlan(layout, device)
-        specs = [[_spec(m, plan) if plan else None for m in layer] for layer in projections]
-        for spec in (spec for layer in specs for spec in layer if spec is not None):
-            for tensor in spec[1:]:
-                _static(tensor)
+        specs = _specs(plan, projections) if plan else [[None] * 7 for _ in projections]
         cache = DynamicCache()
         shape = (rows, lean.kv_heads, width, lean.head_dim)
         cache.layers = [SlabLayer(torch.zeros(shape), torch.zeros(shape)) for _ in lean.layers]
@@ -277,6 +270,15 @@ def _plan(projections: list[list[nn.Module]]) -> LoraPlan | None:
     return None
 
 
+def _specs(plan: LoraPlan, projections: list[list[nn.Module]]) -> list[list]:
+    """Every projection's LoRA spec for `plan`, by layer, with static sizes (`_static`)."""
+    specs = [[_spec(m, plan) for m in layer] for layer in projections]
+    for spec in (spec for layer in specs for spec in layer if spec is not None):
+        for tensor in spec[1:]:
+            _static(tensor)
+    return specs
+
+
 def _spec(module: nn.Module, plan: LoraPlan):
     """The module's LoRA spec for a decode step of `plan` (None: no delta), choosing the
     path `MultiLoraLinear.forward` takes for one token per row."""
@@ -296,8 +298,8 @@ def _spec(module: nn.Module, plan: LoraPlan):
 
 def supported(lean: LeanDecoder | None) -> bool:
     """Whether the lean step of this model can be compiled (see the module docstring)."""
-    if lean is None:
-        return False
+    if lean is None or getattr(lean.model.config, "hidden_act", None) != "silu":
+        return False  # the compiled MLP is SwiGLU (the lean step calls the model's act_fn)
     for layer in lean.layers:
         for module in _layer_projections(layer):
             base = _base(module)

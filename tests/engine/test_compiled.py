@@ -93,7 +93,11 @@ def test_packed_projections_keep_the_eager_step(tmp_path, tiny_base_dir, tiny_ad
 def test_a_warm_up_stops_when_the_engine_closes(tmp_path, tiny_base_dir, tiny_adapters):
     settings = engine_settings(tmp_path, cpu_linear="aten")
     engine = Engine.from_settings(settings, deployment_for(tiny_base_dir, tiny_adapters))
-    assert compiled.supported(lean_decoder(engine.model))
+    lean = lean_decoder(engine.model)
+    assert compiled.supported(lean)
+    engine.model.config.hidden_act = "gelu"  # the compiled MLP is SwiGLU: not this model's
+    assert not compiled.supported(lean)
+    engine.model.config.hidden_act = "silu"
     engine.close()  # the warm-up waits for idleness before each graph, and finds it closed
     assert engine.warm_up_compiled() is False
     assert engine.decode_step == "eager"
