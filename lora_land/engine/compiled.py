@@ -34,6 +34,8 @@ prompt length, adapter or batch composition it covers.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
 from collections.abc import Callable
 
@@ -307,6 +309,13 @@ def supported(lean: LeanDecoder | None) -> bool:
                 return False
     head = lean.model.lm_head
     return isinstance(head, nn.Linear) and not isinstance(head, MultiLoraLinear)
+
+
+def cxx_available() -> bool:
+    """Whether Inductor can compile its C++ kernels here (a C++ compiler on PATH: `CXX`,
+    g++, c++ or clang++); slim containers have none."""
+    names = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+    return any(name and shutil.which(name) for name in names)
 
 
 def settle() -> None:

@@ -158,6 +158,9 @@ class Engine:
         lean = lean_decoder(self.model)
         if not compiled.supported(lean):
             return False
+        if not compiled.cxx_available():
+            log.info("no C++ compiler (g++, c++, clang++ or $CXX): serving the eager decode step")
+            return False
         step = compiled.CompiledDecoder(lean)
         adapter_id, adapter = self._warm_up_adapter()
         # Dynamo traces in Python: with the default 5 ms switch interval the worker waited for

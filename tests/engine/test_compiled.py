@@ -90,6 +90,22 @@ def test_packed_projections_keep_the_eager_step(tmp_path, tiny_base_dir, tiny_ad
         engine.close()
 
 
+def test_without_a_cxx_compiler_the_eager_step_serves(
+    tmp_path, tiny_base_dir, tiny_adapters, monkeypatch
+):
+    settings = engine_settings(tmp_path, cpu_linear="aten")
+    engine = Engine.from_settings(settings, deployment_for(tiny_base_dir, tiny_adapters))
+    try:
+        assert compiled.cxx_available()  # this machine has one (the suite compiles)
+        monkeypatch.setenv("PATH", str(tmp_path))  # a slim container: no g++, c++, clang++
+        monkeypatch.delenv("CXX", raising=False)
+        assert not compiled.cxx_available()
+        assert engine.warm_up_compiled() is False
+        assert type(lean_decoder(engine.model)) is LeanDecoder
+    finally:
+        engine.close()
+
+
 def test_a_warm_up_stops_when_the_engine_closes(tmp_path, tiny_base_dir, tiny_adapters):
     settings = engine_settings(tmp_path, cpu_linear="aten")
     engine = Engine.from_settings(settings, deployment_for(tiny_base_dir, tiny_adapters))
