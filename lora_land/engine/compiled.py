@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache
 
-from lora_land.engine.decoder import LeanDecoder, _rotate, _signed
+from lora_land.engine.decoder import LeanDecoder, _rotate
 from lora_land.engine.kv_slab import SlabLayer
 from lora_land.engine.lora import GATHERED_MIN_ADAPTERS, DeviceAdapter, LoraPlan, MultiLoraLinear
 
@@ -150,11 +150,7 @@ class CompiledDecoder:
 
     def _graph(self, input_ids, mask, position_ids, cache, weights, specs):
         lean = self.lean
-        rows = input_ids.shape[0]
-        groups = lean.heads // lean.kv_heads
-        x = lean.body.embed_tokens(input_ids)
-        cos, sin = lean.body.rotary_emb(x, position_ids)
-        cos, sin = cos.unsqueeze(1), _signed(sin.unsqueeze(1))
+        x, cos, sin = lean.embed(input_ids, position_ids)
         for i, layer in enumerate(lean.layers):
             w, s = weights[i], specs[i]
             ln1, ln2 = layer.input_layernorm, layer.post_attention_layernorm
@@ -163,20 +159,11 @@ class CompiledDecoder:
                 cos, sin, self.shape,
             )  # fmt: skip
             keys, values = cache.update(k, v, i)
-            attended = F.scaled_dot_product_attention(
-                q.reshape(rows, lean.kv_heads, groups, lean.head_dim),
-                keys,
-                values,
-                attn_mask=mask,
-                scale=lean.scaling,
-            ).reshape(rows, 1, lean.heads * lean.head_dim)
             x = _attention_out_region(
-                x, attended, w[3], s[3], ln2.weight, ln2.variance_epsilon,
-                w[4], w[5], w[6], s[4], s[5], s[6],
+                x, lean.attend(q, keys, values, mask), w[3], s[3], ln2.weight,
+                ln2.variance_epsilon, w[4], w[5], w[6], s[4], s[5], s[6],
             )  # fmt: skip
-        norm = lean.body.norm
-        x = F.rms_norm(x, (x.shape[-1],), norm.weight, norm.variance_epsilon)
-        return lean.model.lm_head(x)[:, -1, :].float()
+        return lean.logits(x)
 
     # -- inputs, computed outside the graph ------------------------------------------------
     def _inputs(self) -> tuple[list, list]:

@@ -69,11 +69,8 @@ class LeanDecoder:
         rows' last tokens, `attention_mask` [B, W] over the cache's columns after this step
         (1 real, 0 left padding), `position_ids` [B, 1]; the cache gains one column."""
         rows = input_ids.shape[0]
-        x = self.body.embed_tokens(input_ids)
-        cos, sin = self.body.rotary_emb(x, position_ids)
-        cos, sin = cos.unsqueeze(1), _signed(sin.unsqueeze(1))  # [B, 1, 1, D]: over the heads
+        x, cos, sin = self.embed(input_ids, position_ids)
         mask = self._mask(attention_mask)
-        groups = self.heads // self.kv_heads
         for i, layer in enumerate(self.layers):
             attn = layer.self_attn
             h = _rms_norm(layer.input_layernorm, x)
@@ -82,20 +79,35 @@ class LeanDecoder:
             v = attn.v_proj(h).view(rows, 1, self.kv_heads, self.head_dim).transpose(1, 2)
             q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
             keys, values = past_key_values.update(k, v, i)
-            # one query token: the query heads of a key/value head are that head's "rows"
-            out = F.scaled_dot_product_attention(
-                q.reshape(rows, self.kv_heads, groups, self.head_dim),
-                keys,
-                values,
-                attn_mask=mask,
-                scale=self.scaling,
-            )
-            x = x + attn.o_proj(out.reshape(rows, 1, self.heads * self.head_dim))
+            x = x + attn.o_proj(self.attend(q, keys, values, mask))
             h = _rms_norm(layer.post_attention_layernorm, x)
             mlp = layer.mlp
             x = x + mlp.down_proj(mlp.act_fn(mlp.gate_proj(h)) * mlp.up_proj(h))
-        x = _rms_norm(self.body.norm, x)
-        return self.model.lm_head(x)[:, -1, :].float()
+        return self.logits(x)
+
+    # -- the pieces the compiled step (compiled.py) shares -------------------------------
+    def embed(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> tuple:
+        """The rows' hidden states and rotary cos / signed sin, [B, 1, 1, D] over the heads."""
+        x = self.body.embed_tokens(input_ids)
+        cos, sin = self.body.rotary_emb(x, position_ids)
+        return x, cos.unsqueeze(1), _signed(sin.unsqueeze(1))
+
+    def attend(self, q, keys, values, mask) -> torch.Tensor:
+        """One query token per row over the cache: [B, 1, heads x head_dim]. The query heads
+        of a key/value head are that head's "rows" (no key/value copies)."""
+        rows = q.shape[0]
+        out = F.scaled_dot_product_attention(
+            q.reshape(rows, self.kv_heads, self.heads // self.kv_heads, self.head_dim),
+            keys,
+            values,
+            attn_mask=mask,
+            scale=self.scaling,
+        )
+        return out.reshape(rows, 1, self.heads * self.head_dim)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The final norm and the LM head: float32 logits [B, V] of each row's last token."""
+        return self.model.lm_head(_rms_norm(self.body.norm, x))[:, -1, :].float()
 
     def _mask(self, attention_mask: torch.Tensor) -> torch.Tensor | None:
         """[B, 1, 1, W] boolean (True: attend), or None when every column counts."""

@@ -74,7 +74,6 @@ class Engine:
         self.context_length = context_length
         self.base_loads = 1
         self.lora_context = LoraContext()
-        self.decode_step = "eager"  # "compiled" once `warm_up_compiled` installed it
         self._warm_up: threading.Thread | None = None
         self._tokenizer_lock = threading.Lock()  # fast tokenizers are not re-entrant
         self._model_lock = threading.Lock()  # the scheduler and `logits` take turns
@@ -181,9 +180,16 @@ class Engine:
                 self.store.release(adapter_id)
         compiled.settle()
         install_step(self.model, step)
-        self.decode_step = "compiled"
         log.info("decode step compiled in %.1f s (%d graphs)", step.compile_s, step.compiles())
         return True
+
+    @property
+    def decode_step(self) -> str:
+        """What decode steps run now: "compiled" (`engine/compiled.py`) or "eager"."""
+        from lora_land.engine.compiled import CompiledDecoder
+        from lora_land.engine.decoder import lean_decoder
+
+        return "compiled" if isinstance(lean_decoder(self.model), CompiledDecoder) else "eager"
 
     def wait_compiled(self, timeout: float | None = None) -> str:
         """Wait for the background compile `from_settings` started (if any); returns the

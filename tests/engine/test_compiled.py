@@ -14,7 +14,7 @@ from lora_land.engine.decoder import LeanDecoder, lean_decoder, use_step
 from lora_land.engine.engine import Engine
 from lora_land.errors import ConfigError
 from tests.engine.engine_helpers import deployment_for, engine_settings
-from tests.engine.test_decoder import _decode
+from tests.engine.test_decoder import same_decode
 
 WARMED = [  # the warm-up's layouts: one row on the first adapter, then a base row joins
     ("Once upon a time, in a village by the sea, there lived", "tiny/a"),
@@ -28,17 +28,7 @@ OTHERS = [  # a second adapter's layout, then three rows: not warmed (eager)
 
 
 def _same_as_eager(engine: Engine, step: compiled.CompiledDecoder, prompts: list) -> int:
-    compiled_ids, compiled_logits = _decode(engine, prompts, steps=5)
-    with use_step(engine.model, step.lean):
-        eager_ids, eager_logits = _decode(engine, prompts, steps=5)
-    assert compiled_ids == eager_ids
-    compared = 0
-    for ours, theirs in zip(compiled_logits, eager_logits, strict=True):
-        assert len(ours) == len(theirs)
-        for a, b in zip(ours, theirs, strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
-            compared += 1
-    return compared
+    return same_decode(engine, prompts, use_step(engine.model, step.lean), steps=5, tol=1e-4)
 
 
 def test_the_compiled_step_matches_the_eager_one_and_compiles_nothing_after_warm_up(

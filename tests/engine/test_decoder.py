@@ -53,19 +53,27 @@ def _decode(engine: Engine, prompts: list, steps: int) -> tuple[list, list]:
     return [r.ids for r in rows], logits
 
 
-def _same_as_full_forward(engine: Engine, prompts: list, steps: int = 6) -> int:
-    lean_ids, lean_logits = _decode(engine, prompts, steps)
-    with full_forward(engine.model):
-        assert lean_decoder(engine.model) is None
-        full_ids, full_logits = _decode(engine, prompts, steps)
-    assert lean_ids == full_ids
+def same_decode(engine: Engine, prompts: list, baseline, steps: int, tol: float) -> int:
+    """Decode `prompts` as served, then again within the `baseline` context; the same tokens
+    and every step's logits within `tol`. Returns how many logits rows were compared."""
+    ours_ids, ours_logits = _decode(engine, prompts, steps)
+    with baseline:
+        base_ids, base_logits = _decode(engine, prompts, steps)
+    assert ours_ids == base_ids
     compared = 0
-    for lean, full in zip(lean_logits, full_logits, strict=True):
-        assert len(lean) == len(full)
-        for a, b in zip(lean, full, strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for ours, theirs in zip(ours_logits, base_logits, strict=True):
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs, strict=True):
+            torch.testing.assert_close(a, b, rtol=tol, atol=tol)
             compared += 1
     return compared
+
+
+def _same_as_full_forward(engine: Engine, prompts: list, steps: int = 6) -> int:
+    assert lean_decoder(engine.model) is not None
+    with full_forward(engine.model):
+        assert lean_decoder(engine.model) is None  # the baseline runs the full forward
+    return same_decode(engine, prompts, full_forward(engine.model), steps, tol=1e-5)
 
 
 @pytest.mark.parametrize("cpu_linear", ["onednn", "aten"])
