@@ -332,7 +332,10 @@ def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
         print(f"stopped: {result.stopped}; run again with the same options to resume")
         return 0
     if result.installed is None:
-        print("measured on the dev split: not installed (run without --eval-on dev to install)")
+        print(
+            "measured on the dev split: a dev run installs nothing"
+            " (--eval-on choose installs the iteration best there)"
+        )
         return 0
     print(f"installed {result.installed}")
     if result.installed and not args.eval_limit and not args.no_record:
