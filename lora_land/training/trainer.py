@@ -191,6 +191,9 @@ def save_fp16_adapter(model, out: Path, hub_id: str) -> None:
         weights_path,
         metadata={"format": "pt"},
     )
+    # safetensors 0.8 writes through a private temp file (mode 0600): an adapter trained by one
+    # user and served by another (a container, a service account) would be unreadable there
+    weights_path.chmod(0o644)
     config_path = out / "adapter_config.json"
     adapter_config = json.loads(config_path.read_text())
     adapter_config["base_model_name_or_path"] = hub_id

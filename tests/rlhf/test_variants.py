@@ -47,3 +47,8 @@ def test_embedded_deployment_serves_the_variant_with_its_task(name: str) -> None
     deployment = load_deployment(Settings.from_env(deployment="embedded"))
     source = deployment.resolve(f"smollm2-135m-instruct/{name}")
     assert (source.task, source.variant) == split_variant(name)
+
+
+def test_written_adapters_are_readable_by_the_user_that_serves_them(tiny_pi0) -> None:
+    # safetensors 0.8 writes 0600 files; a server running as another user must read them
+    assert (tiny_pi0 / "adapter_model.safetensors").stat().st_mode & 0o777 == 0o644
