@@ -49,7 +49,7 @@ def test_rlhf_on_the_dev_split_measures_there_and_installs_nothing(
     argv = _one_iteration(tiny_base, tiny_pi0, tmp_path, "--eval-on", "dev", "--eval-limit", "3")
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "(n=3)" in printed and "measured on the dev split: not installed" in printed
+    assert "(n=3)" in printed and "measured on the dev split: a dev run installs nothing" in printed
     assert not out.exists()
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["eval_split"] == "dev"
