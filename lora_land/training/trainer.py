@@ -191,10 +191,11 @@ def save_fp16_adapter(model, out: Path, hub_id: str) -> None:
         weights_path,
         metadata={"format": "pt"},
     )
-    # safetensors 0.8 writes through a private temp file (mode 0600): an adapter trained by one
-    # user and served by another (a container, a service account) would be unreadable there
-    weights_path.chmod(0o644)
     config_path = out / "adapter_config.json"
+    # safetensors 0.8 writes through a private temp file (mode 0600): an adapter trained by one
+    # user and served by another (a container, a service account) would be unreadable there.
+    # The weights take the mode the config was created with (the process's umask decides)
+    weights_path.chmod(config_path.stat().st_mode & 0o777)
     adapter_config = json.loads(config_path.read_text())
     adapter_config["base_model_name_or_path"] = hub_id
     config_path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")

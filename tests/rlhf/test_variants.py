@@ -4,6 +4,7 @@ iteration table, served by the embedded deployment beside their supervised adapt
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -50,5 +51,9 @@ def test_embedded_deployment_serves_the_variant_with_its_task(name: str) -> None
 
 
 def test_written_adapters_are_readable_by_the_user_that_serves_them(tiny_pi0) -> None:
-    # safetensors 0.8 writes 0600 files; a server running as another user must read them
-    assert (tiny_pi0 / "adapter_model.safetensors").stat().st_mode & 0o777 == 0o644
+    # safetensors 0.8 writes 0600 files; a server running as another user must read them, as
+    # far as the umask the adapter was written under allows (the same as its config's)
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = (tiny_pi0 / "adapter_model.safetensors").stat().st_mode & 0o777
+    assert mode == 0o666 & ~umask == (tiny_pi0 / "adapter_config.json").stat().st_mode & 0o777
