@@ -321,9 +321,10 @@ def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
         )
         pairs = f", {record['pairs']} pairs" if record["iteration"] else ""
         sc = ev["score"]
+        inputs = f", {sc['inputs']} distinct inputs" if sc.get("inputs") else ""
         print(
             f"pi_{record['iteration']}: {ev['metric']} {sc['mean']:.3f} "
-            f"[{sc['low']:.3f}, {sc['high']:.3f}] (n={sc['n']}){pairs}{vs}",
+            f"[{sc['low']:.3f}, {sc['high']:.3f}] (n={sc['n']}{inputs}){pairs}{vs}",
             flush=True,
         )
 
@@ -353,6 +354,7 @@ def _rlhf_chosen_on_dev(args: argparse.Namespace, run_dir: Path) -> int:
         dev_choice,
         read_json,
         reuse_training,
+        with_intervals,
         write_json,
     )
 
@@ -362,7 +364,14 @@ def _rlhf_chosen_on_dev(args: argparse.Namespace, run_dir: Path) -> int:
     records = sorted(dev_dir.glob("iter*/record.json"), key=lambda p: int(p.parent.name[4:]))
     if code or len(records) < args.iterations + 1:
         return code or 1  # stopped early (time budget): run again to resume
+    from lora_land.evaluation.scored import prompt_groups
+    from lora_land.evaluation.tasks import load_task
+    from lora_land.training.split import load_split
+
+    dev_rows = load_split(args.task).dev[: args.eval_limit or None]  # the dev run's rows
+    groups = prompt_groups(load_task(args.task), dev_rows)
     curve = [read_json(p) for p in records]
+    curve = [with_intervals(r, curve[0]["eval"]["row_scores"], groups, args.seed) for r in curve]
     chosen = best_on_dev(curve)
     if chosen == 0:
         print(f"no iteration beat pi_0 on the dev split: nothing installed (see {dev_dir})")
@@ -391,17 +400,21 @@ def _record_dpo(config, base, result, out: Path, measured: Path | None = None) -
     """The "measured here" row of the installed variant (`<base>/<task>@<variant>`), written
     through the evaluation runner's own functions (so the row has the same columns)."""
     from lora_land.evaluation.runner import EvalReport, measured_row, record
+    from lora_land.evaluation.scored import prompt_groups
+    from lora_land.evaluation.tasks import load_task, read_rows
     from lora_land.rlhf.loop import SAMPLES_DIR
     from lora_land.training.model_card import display_path
 
     last = result.curve[-1]["eval"]
     adapter_id = f"{base.name}/{out.name}"
     scores = last["row_scores"]
+    path = config.eval_data or SAMPLES_DIR / f"{config.task}.jsonl"
+    groups = prompt_groups(load_task(config.task), read_rows(path))  # rows sharing an input
     report = EvalReport(
         config.task, adapter_id, last["metric"], sum(scores) / len(scores), len(scores),
-        [{"score": s} for s in scores],
+        [{"score": s, "input": g} for s, g in zip(scores, groups, strict=True)],
     )  # fmt: skip
-    data = display_path(config.eval_data or SAMPLES_DIR / f"{config.task}.jsonl")
+    data = display_path(path)
     record(report, measured_row(report, base.name, base.hub_id, data, adapter_id), measured)
 
 

@@ -31,7 +31,8 @@ class EvalReport:
     metric: str
     score: float
     n: int
-    records: list[dict] = field(default_factory=list)  # prompt-free: prediction, target, score
+    # prompt-free: input (the first record with the same prompt), prediction, target, score
+    records: list[dict] = field(default_factory=list)
 
 
 def evaluate_rows(
@@ -47,6 +48,7 @@ def evaluate_rows(
     """Generate greedily for every row and score each prediction against its `target`."""
     spec = get_metric(task.metric_fn)
     records: list[dict] = []
+    inputs: dict[str, int] = {}  # prompt -> the first record with it (its bootstrap group)
     total = 0.0
     bar = tqdm(total=len(rows), desc=f"eval {task.name}", unit="row", disable=not progress)
     for start in range(0, len(rows), batch_size):
@@ -61,11 +63,12 @@ def evaluate_rows(
             )
             for row in chunk
         ]
-        for row, result in zip(chunk, engine.generate(requests), strict=True):
+        for row, request, result in zip(chunk, requests, engine.generate(requests), strict=True):
             value = spec.score(result.text, str(row["target"]), row)
             total += value
             records.append(
                 {
+                    "input": inputs.setdefault(request.prompt, len(records)),
                     "prediction": result.text,
                     "target": str(row["target"]),
                     "score": value,
@@ -83,7 +86,15 @@ def measured_row(
     report: EvalReport, base_model: str, model_hub_id: str, data: str, adapter: str = ""
 ) -> MeasuredRow:
     """The "measured here" row of a report, with the 95% bootstrap interval of its score."""
-    ci = bootstrap_mean([r["score"] for r in report.records]) if report.records else None
+    groups = [r.get("input") for r in report.records]
+    ci = (
+        bootstrap_mean(
+            [r["score"] for r in report.records],
+            groups=groups if None not in groups else None,  # rows sharing an input: together
+        )
+        if report.records
+        else None
+    )
     return MeasuredRow(
         low=ci.low if ci else None,
         high=ci.high if ci else None,

@@ -39,13 +39,16 @@ class ScoredRun:
     scores: list[float] = field(default_factory=list)
     predictions: list[str] = field(default_factory=list)
     date: str = ""
+    # per row, the position of the first row with the same prompt (rows sharing an input are
+    # resampled together); empty in runs saved before it was kept: every row its own input
+    groups: list[int] = field(default_factory=list)
 
     @property
     def n(self) -> int:
         return len(self.scores)
 
     def interval(self) -> Interval:
-        return bootstrap_mean(self.scores)
+        return bootstrap_mean(self.scores, groups=self.groups or None)
 
     def save(self, path: Path) -> None:
         path = Path(path)
@@ -64,7 +67,14 @@ def paired_lift(adapter: ScoredRun, base: ScoredRun) -> Interval:
     """The adapter's lift over the base on the same rows (refuses runs over different rows)."""
     if adapter.index != base.index or adapter.data != base.data:
         raise ValueError(f"{adapter.task}: the two runs did not score the same rows")
-    return paired_difference(adapter.scores, base.scores)
+    return paired_difference(adapter.scores, base.scores, groups=adapter.groups or None)
+
+
+def prompt_groups(task: Task, rows: Sequence[Mapping]) -> list[int]:
+    """Per row, the position of the first row that renders to the same prompt: the unit a
+    bootstrap resamples (a greedy model answers one prompt once, whatever its references)."""
+    first: dict[str, int] = {}
+    return [first.setdefault(task.render_eval(row), i) for i, row in enumerate(rows)]
 
 
 def score_rows(
@@ -108,7 +118,9 @@ def score_rows(
         bar.update(len(batch))
     bar.close()
     run = ScoredRun(task.name, adapter_id or "", data, part, spec.name, date=_today())
-    for i, prompt in zip(index, prompts, strict=True):
+    first: dict[str, int] = {}
+    for position, (i, prompt) in enumerate(zip(index, prompts, strict=True)):
+        run.groups.append(first.setdefault(prompt, position))
         run.index.append(int(i))
         run.predictions.append(texts[prompt])
         run.scores.append(spec.score(texts[prompt], str(rows[i]["target"]), rows[i]))

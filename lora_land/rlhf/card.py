@@ -25,17 +25,28 @@ def _interval(ci: dict | None, signed: bool = False) -> str:
     return f"{ci['mean']:{sign}.3f} [{ci['low']:{sign}.3f}, {ci['high']:{sign}.3f}]"
 
 
+def _rows(ci: dict) -> str:
+    """`n=50`, or `n=50 rows, 14 distinct inputs` when rows share inputs."""
+    inputs = ci.get("inputs")
+    return f"n={ci['n']} rows, {inputs} distinct inputs" if inputs else f"n={ci['n']}"
+
+
 def iteration_table(curve: list[dict]) -> list[str]:
     lines = [
         "| t | prompts | pairs | tied | reward chosen / rejected | DPO loss before -> after "
         "| KL proxy | eval score [95% CI] | vs pi_0 [95% CI] |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    grouped = bool(curve[-1]["eval"]["score"].get("inputs"))
+    stale = False  # some intervals resample rows although the rows share inputs
     for r in curve:
         ev, dpo = r["eval"], r.get("dpo") or {}
+        mark = "†" if grouped and not ev["score"].get("inputs") else ""
+        stale = stale or bool(mark)
         if r["iteration"] == 0:
             lines.append(
-                f"| 0 (pi_0) | | | | | | | {_interval(ev['score'])} (n={ev['score']['n']}) | |"
+                f"| 0 (pi_0) | | | | | | | {_interval(ev['score'])}{mark} "
+                f"({_rows(ev['score'])}) | |"
             )
             continue
         lines.append(
@@ -43,8 +54,14 @@ def iteration_table(curve: list[dict]) -> list[str]:
             f"| {_num(r['reward_chosen'])} / {_num(r['reward_rejected'])} "
             f"| {_num(dpo.get('loss_before'), '.4f')} -> {_num(dpo.get('loss_after'), '.4f')} "
             f"| {_num(dpo.get('kl_chosen'), '.2f')} "
-            f"| {_interval(ev['score'])} | {_interval(ev.get('vs_pi0'), signed=True)} |"
+            f"| {_interval(ev['score'])}{mark} | {_interval(ev.get('vs_pi0'), signed=True)}{mark} |"
         )
+    if stale:
+        lines += [
+            "",
+            "† These intervals resample rows, not inputs: they were measured before rows that",
+            "share an input were grouped, and their row scores were not kept (too narrow).",
+        ]
     return lines
 
 
@@ -76,7 +93,7 @@ def chosen_section(choice: dict | None) -> list[str]:
         "## How one iteration was chosen",
         "",
         "`--eval-on choose`: the same loop (same settings and seeds) was first measured on the",
-        f"zoo's dev split of the task's training rows (n={choice['n']}, disjoint from the loop's",
+        f"zoo's dev split of the task's training rows ({_rows(choice)}, disjoint from the loop's",
         f"prompts): {', '.join(scores)}. pi_{t} was best there, so this adapter is that run's",
         f"pi_{t} (its samples, pairs and DPO weights reused), measured once on the evaluation",
         "rows above.",
@@ -136,6 +153,15 @@ def write_card(adapter_dir: Path) -> Path:
             "KL proxy: mean log pi_t(chosen) - log pi_0(chosen) over the iteration's chosen",
             "answers (nats per answer). Intervals: 95% bootstrap; the last column is the paired",
             "difference to pi_0 on the same rows, a difference only counts when it excludes 0.",
+            *(
+                [
+                    "Rows that share an input (the same prompt: e.g. one meaning representation",
+                    "with several references) get one answer from a greedy policy, so the",
+                    "bootstrap resamples inputs, not rows.",
+                ]
+                if last["eval"]["score"].get("inputs")
+                else []
+            ),
             "",
             *chosen_section(s.get("chosen_on_dev")),
             f"Served as `{s['base_name']}/{task}@dpo` beside the supervised `{s['pi0']}`.",

@@ -29,6 +29,7 @@ from pathlib import Path
 from lora_land.catalog import Task
 from lora_land.config import PROJECT_ROOT, Settings
 from lora_land.errors import UserError
+from lora_land.evaluation.scored import prompt_groups
 from lora_land.evaluation.stats import bootstrap_mean, paired_difference
 from lora_land.evaluation.tasks import load_task, read_rows
 from lora_land.rlhf.dpo import DpoSettings
@@ -152,7 +153,7 @@ class _Clock:
         return bool(self.budget_s) and time.monotonic() - self.start + need_s > self.budget_s
 
 
-def _evaluate(settings, base, task, rows, variant: str, adapter_dir: Path, config) -> dict:
+def _evaluate(settings, base, task, rows, variant: str, adapter_dir: Path, config, groups) -> dict:
     from lora_land.evaluation.runner import evaluate_rows
     from lora_land.rlhf.sampling import open_engine, policy_deployment
 
@@ -174,10 +175,26 @@ def _evaluate(settings, base, task, rows, variant: str, adapter_dir: Path, confi
     return {
         "metric": report.metric,
         "precision": settings.dtype,
-        "score": bootstrap_mean(scores, seed=config.seed).as_dict(),
+        "score": bootstrap_mean(scores, groups=groups, seed=config.seed).as_dict(),
         "row_scores": scores,
         "mean_chars": round(sum(lengths) / len(lengths), 1),
     }
+
+
+def with_intervals(record: dict, pi0_scores: list[float], groups: list[int], seed: int) -> dict:
+    """The record with its score's interval and its paired difference to pi_0 computed from
+    its row scores, rows that share an input resampled together (`groups`). Done whenever a
+    record is used, so a run measured before inputs were grouped reports grouped intervals
+    when resumed (the intervals are derived numbers; the row scores are the measurement)."""
+    ev = record["eval"]
+    scores = ev.get("row_scores")
+    if not scores or len(scores) != len(groups):
+        return record
+    ev = dict(ev, score=bootstrap_mean(scores, groups=groups, seed=seed).as_dict())
+    if record["iteration"]:
+        diff = paired_difference(scores, pi0_scores, groups=groups, seed=seed)
+        ev["vs_pi0"] = diff.as_dict()
+    return dict(record, eval=ev)
 
 
 def _sample_and_score(settings, base, task, rows, t, policy_dir, reward, config):
@@ -248,7 +265,11 @@ def run_loop(
     pi0 = Path(config.adapter)
     clock, result = _Clock(config.time_budget_s), LoopResult()
 
+    groups = prompt_groups(task, eval_rows)
+
     def emit(record: dict) -> None:
+        pi0_scores = (result.curve[0] if result.curve else record)["eval"].get("row_scores")
+        record = with_intervals(record, pi0_scores, groups, config.seed)
         result.curve.append(record)
         if on_record:
             on_record(record)
@@ -257,7 +278,7 @@ def run_loop(
     settings = _fixed_precision(settings, base, read_json(first) if first.is_file() else None)
     if not first.is_file():
         log.info("evaluating pi_0 (%s) on %d rows", config.adapter_id, len(eval_rows))
-        ev = _evaluate(settings, base, task, eval_rows, "pi0", pi0, config)
+        ev = _evaluate(settings, base, task, eval_rows, "pi0", pi0, config, groups)
         write_json(first, {"iteration": 0, "eval": ev})
     baseline = read_json(first)
     emit(baseline)
@@ -315,9 +336,9 @@ def run_loop(
         if clock.out_of_time():
             result.stopped = f"time budget ({config.time_budget_s:.0f} s) in iteration {t}"
             break
-        ev = _evaluate(settings, base, task, eval_rows, f"pi{t}", adapter_dir, config)
+        ev = _evaluate(settings, base, task, eval_rows, f"pi{t}", adapter_dir, config, groups)
         ev["vs_pi0"] = paired_difference(
-            ev["row_scores"], baseline["eval"]["row_scores"], seed=config.seed
+            ev["row_scores"], baseline["eval"]["row_scores"], groups=groups, seed=config.seed
         ).as_dict()
         record = {
             "iteration": t,
@@ -365,6 +386,7 @@ def dev_choice(curve: list[dict], chosen: int) -> dict:
     return {
         "chosen": chosen,
         "n": curve[0]["eval"]["score"]["n"],
+        "inputs": curve[0]["eval"]["score"].get("inputs"),
         "curve": [
             {
                 "iteration": r["iteration"],

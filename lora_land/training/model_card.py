@@ -66,9 +66,14 @@ def _ci(d: dict, signed: bool = False) -> str:
     return f"{f.format(d['mean'])} [{f.format(d['low'])}, {f.format(d['high'])}]"
 
 
+def _n(ci: dict) -> str:
+    """`50`, or `50 (14 inputs)` when rows share inputs and the bootstrap resampled those."""
+    return f"{ci['n']} ({ci['inputs']} inputs)" if ci.get("inputs") else str(ci["n"])
+
+
 def _comparison_rows(label: str, c: dict) -> list[str]:
     rows = [
-        f"| {label} | `{c['metric']}` | {c['adapter']['n']} | {_ci(c['base'])} | "
+        f"| {label} | `{c['metric']}` | {_n(c['adapter'])} | {_ci(c['base'])} | "
         f"{_ci(c['adapter'])} | {_ci(c['lift'], True)} |"
     ]
     v = c.get("valid_answers")
@@ -80,7 +85,7 @@ def _comparison_rows(label: str, c: dict) -> list[str]:
     s = c.get("second")
     if s:
         rows.append(
-            f"| {label} | `{s['measure']}` (second measure) | {s['adapter']['n']} | "
+            f"| {label} | `{s['measure']}` (second measure) | {_n(s['adapter'])} | "
             f"{_ci(s['base'])} | {_ci(s['adapter'])} | {_ci(s['lift'], True)} |"
         )
     return rows
@@ -119,8 +124,10 @@ def _zoo_lines(z: dict) -> list[str]:
         *_majority_lines(z["eval"]),
         "",
         "Intervals: percentile bootstrap, 10,000 resamples, seeded; the lift is the mean of the",
-        "per-row differences on the same rows. Shipping rule: the lift's interval on the",
-        "evaluation rows lies above zero (and, for structured outputs, the second measure's).",
+        "per-row differences on the same rows; where rows share an input (n (k inputs)), the",
+        "bootstrap resamples the k inputs with their rows. Shipping rule: the lift's interval",
+        "on the evaluation rows lies above zero (and, for structured outputs, the second",
+        "measure's).",
         f"Verdict: {z['reason']}. Greedy decoding, at most 256 new tokens.",
     ]
 

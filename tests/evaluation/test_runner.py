@@ -110,3 +110,25 @@ def test_measured_row_carries_the_bootstrap_interval_of_the_row_scores(samples_d
     expected = bootstrap_mean([r["score"] for r in report.records])
     assert (row.low, row.high) == (expected.low, expected.high)
     assert row.low < row.score < row.high and row.n == 50
+
+
+def test_rows_sharing_a_prompt_form_one_bootstrap_group(samples_dir: Path) -> None:
+    # e2e_nlg's evaluation rows give one meaning representation several references
+    rows = read_rows(samples_dir / "e2e_nlg.jsonl")
+    task = load_task("e2e_nlg")
+    report = evaluate_rows(FakeEngine("x"), task, rows, None, progress=False)
+    prompts = [task.render_eval(r) for r in rows]
+    groups = [r["input"] for r in report.records]
+    assert len(set(groups)) == len(set(prompts)) < len(rows)
+    for i, g in enumerate(groups):
+        assert prompts[g] == prompts[i] and g <= i  # the first row with that prompt
+    report.records = [dict(r, score=float(len(prompts[r["input"]]) % 3)) for r in report.records]
+    row = measured_row(report, "b", "hub", "d")
+    from lora_land.evaluation.stats import bootstrap_mean
+
+    grouped = bootstrap_mean([r["score"] for r in report.records], groups=groups)
+    assert (row.low, row.high) == (grouped.low, grouped.high)
+    assert (row.low, row.high) != (
+        bootstrap_mean([r["score"] for r in report.records]).low,
+        bootstrap_mean([r["score"] for r in report.records]).high,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from lora_land.errors import UserError
@@ -57,3 +58,43 @@ def test_unpaired_inputs_and_empty_lists_are_refused():
         paired_difference([1, 0, 1], [1, 0])
     with pytest.raises(UserError, match="non-empty"):
         bootstrap_mean([])
+
+
+def test_rows_sharing_an_input_are_resampled_together():
+    # 10 inputs with 5 identical rows each (a greedy model answers an input once): the
+    # cluster interval is that of the 10 input means, not of 50 independent rows
+    from scipy.stats import bootstrap as scipy_bootstrap
+
+    means = [0.1, 0.9, 0.4, 0.3, 0.8, 0.2, 0.7, 0.5, 0.6, 0.05]
+    values = [m for m in means for _ in range(5)]
+    groups = [i for i in range(10) for _ in range(5)]
+    rows, inputs = bootstrap_mean(values), bootstrap_mean(values, groups=groups)
+    assert inputs.mean == rows.mean == pytest.approx(sum(means) / 10)
+    assert (inputs.n, inputs.inputs, rows.inputs) == (50, 10, None)
+    assert inputs.high - inputs.low > 1.8 * (rows.high - rows.low)  # ~sqrt(5) wider
+    ref = scipy_bootstrap(
+        (means,), np.mean, method="percentile", n_resamples=10_000, rng=np.random.default_rng(1)
+    ).confidence_interval
+    assert (inputs.low, inputs.high) == pytest.approx((ref.low, ref.high), abs=0.01)
+    assert (
+        inputs.text() == f"{inputs.mean:.3f} [{inputs.low:.3f}, {inputs.high:.3f}] n=50 (10 inputs)"
+    )
+    assert inputs.as_dict()["inputs"] == 10 and "inputs" not in rows.as_dict()
+
+
+def test_a_group_weighs_as_many_rows_as_it_has():
+    # one input with 3 rows scoring 1, three inputs of one row scoring 0: the mean is 3/6,
+    # a resample drawing the big input k times out of 4 has mean 3k / (3k + 4 - k)
+    ci = bootstrap_mean([1, 1, 1, 0, 0, 0], groups=["a", "a", "a", "b", "c", "d"])
+    assert ci.mean == 0.5 and ci.inputs == 4
+    assert (ci.low, ci.high) == (0.0, pytest.approx(9 / 10))  # k=0 -> 0; k=3 -> 9/10
+
+
+def test_distinct_groups_change_nothing_and_paired_differences_take_groups():
+    values = [i % 4 / 3 for i in range(40)]
+    assert bootstrap_mean(values, groups=list(range(40))) == bootstrap_mean(values)
+    treated, control = [1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]
+    diff = paired_difference(treated, control, groups=["a", "a", "a", "b", "c", "d"])
+    assert diff == bootstrap_mean([1, 1, 1, 0, 0, 0], groups=["a", "a", "a", "b", "c", "d"])
+    with pytest.raises(UserError, match="2 group labels for 3 scores"):
+        bootstrap_mean([1, 0, 1], groups=["a", "b"])

@@ -272,3 +272,23 @@ def test_the_loops_engine_serves_the_eager_step_whatever_the_environment(
         assert engine.wait_compiled() == "eager"
     finally:
         engine.close()
+
+
+def test_records_report_intervals_over_inputs_whatever_they_were_measured_with():
+    # a record written before rows were grouped: its row scores give the grouped intervals
+    from lora_land.evaluation.stats import bootstrap_mean, paired_difference
+    from lora_land.rlhf.loop import with_intervals
+
+    pi0 = [0.2, 0.2, 0.2, 0.5, 0.4, 0.6]
+    pi1 = [0.6, 0.6, 0.6, 0.5, 0.3, 0.6]
+    groups = [0, 0, 0, 3, 4, 5]  # the first three rows share one input
+    stale = {"mean": 0.5, "low": 0.4, "high": 0.6, "n": 6}  # rows resampled
+    record = {"iteration": 1, "eval": {"row_scores": pi1, "score": stale, "vs_pi0": stale}}
+    fresh = with_intervals(record, pi0, groups, seed=0)
+    assert fresh["eval"]["score"] == bootstrap_mean(pi1, groups=groups).as_dict()
+    diff = paired_difference(pi1, pi0, groups=groups)
+    assert fresh["eval"]["vs_pi0"] == diff.as_dict() and diff.inputs == 4
+    assert diff.low < paired_difference(pi1, pi0).low  # fewer independent units: wider
+    assert record["eval"]["score"] is stale  # the record read is not changed in place
+    baseline = with_intervals({"iteration": 0, "eval": {"row_scores": pi0}}, pi0, groups, 0)
+    assert "vs_pi0" not in baseline["eval"] and baseline["eval"]["score"]["inputs"] == 4

@@ -57,3 +57,24 @@ def test_written_adapters_are_readable_by_the_user_that_serves_them(tiny_pi0) ->
     os.umask(umask)
     mode = (tiny_pi0 / "adapter_model.safetensors").stat().st_mode & 0o777
     assert mode == 0o666 & ~umask == (tiny_pi0 / "adapter_config.json").stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_a_variants_intervals_resample_inputs_where_rows_share_them(name, samples_dir) -> None:
+    # e2e_nlg's and viggo's evaluation rows repeat a meaning representation with several
+    # references: a greedy policy answers it once, so its rows are one unit, not several
+    from lora_land.evaluation.tasks import load_task, read_rows
+
+    task_name, _ = split_variant(name)
+    task = load_task(task_name)
+    rows = read_rows(samples_dir / f"{task_name}.jsonl")
+    distinct = len({task.render_eval(r) for r in rows})
+    summary = json.loads((ZOO_DIR / name / SUMMARY_FILE).read_text())
+    last = summary["curve"][-1]["eval"]
+    if distinct == len(rows):
+        assert "inputs" not in last["score"]
+        return
+    assert last["score"]["inputs"] == last["vs_pi0"]["inputs"] == distinct
+    assert summary["curve"][0]["eval"]["score"]["inputs"] == distinct
+    card = (ZOO_DIR / name / "README.md").read_text()
+    assert f"n={len(rows)} rows, {distinct} distinct inputs" in card

@@ -58,3 +58,19 @@ def test_v2_adapter_was_chosen_on_dev_and_measured_once_with_a_lift_above_zero(t
     if "second" in z["eval"] and task in ("conllpp", "bc5cdr", "e2e_nlg", "viggo", "webnlg"):
         assert z["eval"]["second"]["lift"]["low"] > 0
     assert "Chosen on the **dev** split" in (ZOO_DIR / task / "README.md").read_text()
+
+
+@pytest.mark.parametrize("task", V2)
+def test_v2_evaluation_intervals_resample_inputs_where_rows_share_them(task, samples_dir) -> None:
+    # e2e_nlg's 50 evaluation rows are 14 meaning representations with several references
+    from lora_land.evaluation.tasks import load_task, read_rows
+
+    rows = read_rows(samples_dir / f"{task}.jsonl")
+    distinct = len({load_task(task).render_eval(r) for r in rows})
+    ev = read_summary(ZOO_DIR / task)["zoo"]["eval"]
+    for ci in (ev["base"], ev["adapter"], ev["lift"], *(ev.get("second") or {}).values()):
+        if isinstance(ci, dict):
+            assert ci.get("inputs") == (distinct if distinct < len(rows) else None)
+    if distinct < len(rows):
+        card = (ZOO_DIR / task / "README.md").read_text()
+        assert f"| {len(rows)} ({distinct} inputs) |" in card
