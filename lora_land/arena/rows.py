@@ -5,7 +5,8 @@ through `ExampleLibrary`, cached) or from an uploaded JSONL with the template's 
 `target`, validated with one message per bad row. `run_rows` answers every row with every
 contestant (engine rows batched), scores them with the task's metric and reports each
 contestant's mean with a 95% bootstrap interval and the paired difference to the first
-contestant with its interval. Results are cached by (contestants, task, rows, max tokens).
+contestant with its interval (rows that repeat a prompt are resampled as one input).
+Results are cached by (contestants, task, rows, max tokens).
 
 No Gradio here; the Compare tab shows what this returns.
 """
@@ -167,8 +168,10 @@ def run_rows(
                 for o, row in zip(outputs, rows, strict=True)
             )
         )
-    means = tuple(bootstrap_mean(s) for s in scores)
-    diffs = (None, *(paired_difference(s, scores[0]) for s in scores[1:]))
+    first: dict[str, int] = {}  # rows sharing a prompt are one input: resampled together
+    groups = [first.setdefault(p, i) for i, p in enumerate(prompts)]
+    means = tuple(bootstrap_mean(s, groups=groups) for s in scores)
+    diffs = (None, *(paired_difference(s, scores[0], groups=groups) for s in scores[1:]))
     report = RowsReport(
         task.name,
         tuple(ids),

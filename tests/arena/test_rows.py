@@ -59,3 +59,15 @@ def test_run_rows_scores_each_contestant_and_caches_the_run(services, samples_di
     split = rw.disagreements(report, "split")
     assert split == [i for i, r in enumerate(rows) if r["target"] == "1"]
     assert rw.disagreements(report, "all") == list(range(10))
+
+
+def test_rows_that_repeat_an_input_are_resampled_as_one(services, samples_dir):
+    # the same sentence three times (as e2e_nlg repeats a meaning representation with several
+    # references) and seven others: the intervals resample 8 inputs, not 10 rows
+    task = services.catalog.tasks["glue_sst2"]
+    rows = rw.eval_rows(task, 8, samples_dir)
+    rows = [rows[0], rows[0], *rows[1:], rows[0]]
+    chosen = cs.find(services, "glue_sst2", [BASE, SST2])
+    report = rw.run_rows(services, task, chosen, rows, 8, rw.RowsCache())
+    assert [m.inputs for m in report.means] == [8, 8] and report.diffs[1].inputs == 8
+    assert report.means[1].text().endswith("n=10 (8 inputs)")
