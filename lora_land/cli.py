@@ -409,7 +409,8 @@ def _record_dpo(config, base, result, out: Path, measured: Path | None = None) -
     adapter_id = f"{base.name}/{out.name}"
     scores = last["row_scores"]
     path = config.eval_data or SAMPLES_DIR / f"{config.task}.jsonl"
-    groups = prompt_groups(load_task(config.task), read_rows(path))  # rows sharing an input
+    rows = read_rows(path)[: len(scores)]  # the rows measured (the first N with --eval-limit)
+    groups = prompt_groups(load_task(config.task), rows)  # rows sharing an input: one group
     report = EvalReport(
         config.task, adapter_id, last["metric"], sum(scores) / len(scores), len(scores),
         [{"score": s, "input": g} for s, g in zip(scores, groups, strict=True)],
