@@ -88,6 +88,14 @@ def test_compare_on_rows_shows_intervals_differences_and_filters(tmp_path):
     column = "This − SmolLM2-135M-Instruct (base, no adapter) [95% CI]"
     assert (records[0][column], records[1][column]) == ("—", "+1.000 [+1.000, +1.000] n=12")
     assert len(rows) == 12 and len(cmp.rows_frame(report, "split")) == 12
+    few = tmp_path / "few.jsonl"  # 12 rows but 3 distinct sentences: 3 inputs, no verdict
+    few.write_text("".join(f'{{"sentence": "s{i % 3}", "target": "1"}}\n' for i in range(12)))
+    summary, *_ = cmp.run_on_rows(
+        services, RowsCache(), "glue_sst2", [BASE, SST2], 8, 12, "upload", str(few)
+    )
+    records = summary.to_dict("records")
+    assert records[1]["Score [95% CI]"] == "1.000 [1.000, 1.000] n=12 (3 inputs)"
+    assert records[1]["Verdict"] == "too few inputs (3) to tell: run 10 or more"
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"sentence": "s"}\n')
     *_, note, report = cmp.run_on_rows(
