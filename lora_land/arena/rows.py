@@ -152,6 +152,7 @@ def run_rows(
 ) -> RowsReport:
     """Answer and score every row with every contestant (cached)."""
     from lora_land.evaluation.metrics import get_metric
+    from lora_land.evaluation.scored import prompt_groups
 
     ids = [c.id for c in contestants]
     key = RowsCache.key(task.name, ids, rows, max_new_tokens)
@@ -168,8 +169,7 @@ def run_rows(
                 for o, row in zip(outputs, rows, strict=True)
             )
         )
-    first: dict[str, int] = {}  # rows sharing a prompt are one input: resampled together
-    groups = [first.setdefault(p, i) for i, p in enumerate(prompts)]
+    groups = prompt_groups(task, rows)  # rows sharing a prompt are one input: resampled together
     means = tuple(bootstrap_mean(s, groups=groups) for s in scores)
     diffs = (None, *(paired_difference(s, scores[0], groups=groups) for s in scores[1:]))
     report = RowsReport(
