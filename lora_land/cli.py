@@ -264,7 +264,11 @@ def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else PROJECT_ROOT / "runs" / "rlhf" / args.task
     if args.background:
         return _in_background(args.argv, run_dir / "rlhf.log")
-    load_task(args.task)  # an unknown task is named before anything loads
+    task = load_task(args.task)  # an unknown task is named before anything loads
+    if not Path(args.reward).expanduser().is_dir():
+        from lora_land.rlhf.rewards import load_reward
+
+        load_reward(args.reward, task)  # a bad --reward too (a reward model loads later)
     base = resolve_base(args.base, settings)
     source = _adapter_source(args.adapter or args.task, base.name, args.task)
     if source.task != args.task:
@@ -470,7 +474,12 @@ def _add_rlhf_parsers(sub) -> None:
     r.add_argument("--task", required=True)
     r.add_argument("--adapter", help="pi_0: adapter id, zoo task name or dir (default: the zoo's)")
     r.add_argument("--base", default=EMBEDDED_BASE)
-    r.add_argument("--reward", default="metric", help="'metric' or a reward-model directory")
+    r.add_argument(
+        "--reward",
+        default="metric",
+        help="'metric', 'metric+coverage' (data-to-text: mean with slot coverage) or a "
+        "reward-model directory",
+    )
     r.add_argument("--iterations", type=int, default=3)
     r.add_argument("--prompts", type=int, default=0, help="per iteration (0: by answer length)")
     r.add_argument("--k", type=int, default=8, help="answers sampled per prompt")

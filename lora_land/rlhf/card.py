@@ -122,7 +122,7 @@ def write_card(adapter_dir: Path) -> Path:
             "the RLHF Workflow recipe (arXiv 2405.07863) scaled to a CPU: each iteration samples",
             f"K={c['k']} answers per training prompt from the current policy (half at temperature",
             "0.7, half at 1.0), scores them with the proxy reward "
-            f"(`{c['reward']}`: {'the task metric against the gold target' if c['reward'] == 'metric' else 'a reward model'}),",  # noqa: E501
+            f"(`{c['reward']}`: {_reward_words(c['reward'])}),",
             "pairs the best with the worst answer (`max_min`, ties skipped"
             + (f", length penalty {c['length_penalty']}/char" if c["length_penalty"] else "")
             + (
@@ -171,3 +171,15 @@ def write_card(adapter_dir: Path) -> Path:
     path = Path(adapter_dir) / "README.md"
     path.write_text(text)
     return path
+
+
+def _reward_words(spec: str) -> str:
+    """What the proxy reward named in a run's config is, in words."""
+    if spec == "metric":
+        return "the task metric against the gold target"
+    if spec == "metric+coverage":
+        return (
+            "the mean of the task metric against the gold target and the share of the "
+            "input's values the answer mentions"
+        )
+    return "a reward model"

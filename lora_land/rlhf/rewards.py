@@ -1,7 +1,10 @@
 """Proxy rewards for the loop: the task's metric against the gold target, or a reward model.
 
 `MetricReward` is the default, a verifiable reward: the report's metric for the task scores
-each sampled answer against the row's `target`. `load_reward("metric" | DIR)` picks it or a
+each sampled answer against the row's `target`. `MetricCoverageReward` ("metric+coverage",
+data-to-text tasks only) averages it with the answer's slot coverage, the share of the input's
+values the text mentions, so that a sample is not preferred only for matching the one reference's
+wording. `load_reward("metric" | "metric+coverage" | DIR)` picks one of them or a
 Bradley-Terry reward model trained with `lora-land reward-model` (see `reward_model.py`, which
 needs torch and is only imported when a directory is given). Rewards score text; they sample
 nothing.
@@ -15,6 +18,7 @@ from typing import Protocol
 
 from lora_land.catalog import Task
 from lora_land.errors import UserError
+from lora_land.evaluation.measures import DATA_TO_TEXT, slot_coverage
 from lora_land.evaluation.metrics import get_metric
 
 
@@ -42,15 +46,42 @@ class MetricReward:
         ]
 
 
+class MetricCoverageReward:
+    """The mean of the task's metric against the gold target and the answer's slot coverage
+    (the share of the input's values it mentions); data-to-text tasks only."""
+
+    def __init__(self, task: Task) -> None:
+        if task.name not in DATA_TO_TEXT:
+            raise UserError(
+                f"--reward metric+coverage needs a data-to-text task "
+                f"({', '.join(sorted(DATA_TO_TEXT))}), not {task.name!r}"
+            )
+        self.metric = MetricReward(task)
+        self.coverage = slot_coverage(task.name)
+        self.name = f"{self.metric.name}+slot_coverage"
+
+    def score(
+        self, prompts: Sequence[str], texts: Sequence[str], rows: Sequence[Mapping]
+    ) -> list[float]:
+        metric = self.metric.score(prompts, texts, rows)
+        return [
+            (m + self.coverage(text, str(row["target"]), row)) / 2
+            for m, text, row in zip(metric, texts, rows, strict=True)
+        ]
+
+
 def load_reward(spec: str, task: Task, base_source: str | None = None) -> Reward:
-    """`"metric"` -> the task's metric; a directory -> the reward model trained there."""
+    """`"metric"` -> the task's metric; `"metric+coverage"` -> its mean with slot coverage
+    (data-to-text tasks); a directory -> the reward model trained there."""
     if spec == "metric":
         return MetricReward(task)
+    if spec == "metric+coverage":
+        return MetricCoverageReward(task)
     path = Path(spec).expanduser()
     if not path.is_dir():
         raise UserError(
-            f"--reward {spec!r} is neither 'metric' nor a reward-model directory "
-            "(train one with `lora-land reward-model --pairs FILE.jsonl`)"
+            f"--reward {spec!r} is neither 'metric', 'metric+coverage' nor a reward-model "
+            "directory (train one with `lora-land reward-model --pairs FILE.jsonl`)"
         )
     from lora_land.rlhf.reward_model import RewardModelScorer
 

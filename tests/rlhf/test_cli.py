@@ -73,6 +73,13 @@ def test_rlhf_names_an_unknown_adapter(tiny_base: Path, capsys):
     assert "--adapter 'nope' is neither a local adapter directory" in capsys.readouterr().err
 
 
+def test_rlhf_refuses_a_coverage_reward_for_a_task_without_slots_before_loading(capsys):
+    argv = ["rlhf", "--task", "glue_sst2", "--reward", "metric+coverage", "--base", "nope"]
+    assert main(argv) == 2  # named before the (unknown) base is looked up
+    err = capsys.readouterr().err
+    assert "--reward metric+coverage needs a data-to-text task" in err and "'glue_sst2'" in err
+
+
 def test_installed_variant_gets_its_measured_here_row(tmp_path: Path):
     from types import SimpleNamespace
 

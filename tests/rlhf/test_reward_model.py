@@ -9,10 +9,11 @@ import pytest
 from safetensors.torch import load_file
 
 from lora_land.errors import UserError
+from lora_land.evaluation.measures import slot_values
 from lora_land.evaluation.tasks import load_task
 from lora_land.rlhf.pairing import Pair, read_pairs, write_jsonl
 from lora_land.rlhf.reward_model import split_pairs
-from lora_land.rlhf.rewards import MetricReward, load_reward
+from lora_land.rlhf.rewards import MetricCoverageReward, MetricReward, load_reward
 from tests.conftest import read_jsonl
 
 
@@ -47,9 +48,36 @@ def test_metric_reward_scores_answers_against_the_gold_target(samples_dir):
     assert reward.score(["p", "p"], [gold, wrong], [rows[0], rows[0]]) == [1.0, 0.0]
 
 
+def test_metric_coverage_reward_averages_the_metric_with_the_inputs_values_mentioned(samples_dir):
+    task = load_task("webnlg")
+    row = read_jsonl(samples_dir / "train" / "webnlg.jsonl")[0]
+    reward = load_reward("metric+coverage", task)
+    assert isinstance(reward, MetricCoverageReward)
+    assert reward.name == "metric:rouge+slot_coverage"
+    values = slot_values("webnlg", row)
+    assert len(values) >= 2
+    gold = row["target"]
+    metric = MetricReward(task)
+    # an answer naming only the first value: its coverage is 1/len(values)
+    partial = f"It is about {values[0]}."
+    got = reward.score(["p"] * 3, [gold, partial, ""], [row] * 3)
+    m = metric.score(["p"] * 3, [gold, partial, ""], [row] * 3)
+    gold_cov = sum(v.lower() in gold.lower() for v in values) / len(values)
+    assert got[0] == pytest.approx((m[0] + gold_cov) / 2)
+    assert got[1] == pytest.approx((m[1] + 1 / len(values)) / 2)
+    assert got[2] == pytest.approx(m[2] / 2) and m[2] == 0.0
+    assert got[0] > got[1] > got[2]
+
+
+def test_metric_coverage_reward_is_refused_for_a_task_without_slots():
+    with pytest.raises(UserError, match=r"needs a data-to-text task \(e2e_nlg, viggo, webnlg\)"):
+        load_reward("metric+coverage", load_task("glue_sst2"))
+
+
 def test_reward_spec_that_is_neither_metric_nor_a_model_dir_is_refused(tmp_path):
     task = load_task("glue_sst2")
-    with pytest.raises(UserError, match=r"'nope' is neither 'metric' nor a reward-model dir"):
+    refused = r"'nope' is neither 'metric', 'metric\+coverage' nor a reward-model dir"
+    with pytest.raises(UserError, match=refused):
         load_reward("nope", task)
     with pytest.raises(UserError, match="not a reward model made by"):
         load_reward(str(tmp_path), task)
@@ -77,3 +105,11 @@ def test_cli_trains_a_reward_model_that_rlhf_can_load(samples_dir, tiny_base, tm
     reward = load_reward(str(out), load_task("glue_sst2"))
     values = reward.score(["Review: fine\nLabel: "] * 2, ["1", "0"], [{}, {}])
     assert len(values) == 2 and values[0] != values[1]
+
+
+def test_model_card_names_each_proxy_reward_in_words():
+    from lora_land.rlhf.card import _reward_words
+
+    assert _reward_words("metric") == "the task metric against the gold target"
+    assert "share of the input's values the answer mentions" in _reward_words("metric+coverage")
+    assert _reward_words("/runs/reward_models/votes") == "a reward model"
