@@ -25,6 +25,7 @@ from lora_land.arena import contestants as cs
 from lora_land.arena import rows as rw
 from lora_land.arena.run import stream_outputs
 from lora_land.errors import UserError
+from lora_land.evaluation.scored import MAX_NEW_TOKENS as REPORT_NEW_TOKENS
 from lora_land.examples import ExampleLibrary
 from lora_land.ui.contest import (
     MAX_FIELDS,
@@ -206,7 +207,11 @@ def run_on_rows(
         report = rw.run_rows(services, task, chosen, rows, int(new), cache, tick)
     except UserError as e:
         return [pd.DataFrame(), pd.DataFrame(), f"⚠ {e}", None]
-    note = f"{len(rows)} rows of {task_name}, metric `{task.metric}`; 95% bootstrap intervals."
+    note = (
+        f"{len(rows)} rows of {task_name}, metric `{task.metric}`, at most {int(new)} new tokens "
+        f"(the leaderboard's measured-here figures allow {REPORT_NEW_TOKENS}: a model that "
+        "rambles scores differently there); 95% bootstrap intervals."
+    )
     return [summary_frame(services, task_name, report), rows_frame(report, "all"), note, report]
 
 

@@ -80,7 +80,8 @@ def test_compare_on_rows_shows_intervals_differences_and_filters(tmp_path):
     summary, rows, note, report = cmp.run_on_rows(
         services, RowsCache(), "glue_sst2", [BASE, SST2], 8, 12, "upload", str(upload)
     )
-    assert "12 rows of glue_sst2" in note
+    assert "12 rows of glue_sst2" in note and "at most 8 new tokens" in note
+    assert "measured-here figures allow 256" in note
     records = summary.to_dict("records")
     assert records[0]["Score [95% CI]"] == "0.000 [0.000, 0.000] n=12"
     assert records[1]["Score [95% CI]"] == "1.000 [1.000, 1.000] n=12"
