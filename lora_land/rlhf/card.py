@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lora_land.rlhf.rewards import describe_reward
+
 SUMMARY_FILE = "rlhf_summary.json"
 
 
@@ -122,7 +124,7 @@ def write_card(adapter_dir: Path) -> Path:
             "the RLHF Workflow recipe (arXiv 2405.07863) scaled to a CPU: each iteration samples",
             f"K={c['k']} answers per training prompt from the current policy (half at temperature",
             "0.7, half at 1.0), scores them with the proxy reward "
-            f"(`{c['reward']}`: {_reward_words(c['reward'])}),",
+            f"(`{c['reward']}`: {describe_reward(c['reward'])}),",
             "pairs the best with the worst answer (`max_min`, ties skipped"
             + (f", length penalty {c['length_penalty']}/char" if c["length_penalty"] else "")
             + (
@@ -171,15 +173,3 @@ def write_card(adapter_dir: Path) -> Path:
     path = Path(adapter_dir) / "README.md"
     path.write_text(text)
     return path
-
-
-def _reward_words(spec: str) -> str:
-    """What the proxy reward named in a run's config is, in words."""
-    if spec == "metric":
-        return "the task metric against the gold target"
-    if spec == "metric+coverage":
-        return (
-            "the mean of the task metric against the gold target and the share of the "
-            "input's values the answer mentions"
-        )
-    return "a reward model"

@@ -70,6 +70,20 @@ class MetricCoverageReward:
         ]
 
 
+REWARDS = {  # the named rewards, in words (the loader's message, the CLI help, model cards)
+    "metric": "the task metric against the gold target",
+    "metric+coverage": (
+        "the mean of the task metric against the gold target and the share of the input's "
+        "values the answer mentions (data-to-text tasks)"
+    ),
+}
+
+
+def describe_reward(spec: str) -> str:
+    """A run's `--reward` in words: a named reward's description, else a reward model."""
+    return REWARDS.get(spec, "a reward model")
+
+
 def load_reward(spec: str, task: Task, base_source: str | None = None) -> Reward:
     """`"metric"` -> the task's metric; `"metric+coverage"` -> its mean with slot coverage
     (data-to-text tasks); a directory -> the reward model trained there."""
@@ -80,8 +94,8 @@ def load_reward(spec: str, task: Task, base_source: str | None = None) -> Reward
     path = Path(spec).expanduser()
     if not path.is_dir():
         raise UserError(
-            f"--reward {spec!r} is neither 'metric', 'metric+coverage' nor a reward-model "
-            "directory (train one with `lora-land reward-model --pairs FILE.jsonl`)"
+            f"--reward {spec!r} is neither {' nor '.join(map(repr, REWARDS))} nor a "
+            "reward-model directory (train one with `lora-land reward-model --pairs FILE.jsonl`)"
         )
     from lora_land.rlhf.reward_model import RewardModelScorer
 

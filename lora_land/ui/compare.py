@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 MAX_PANES = 4
 DEFAULT_NEW_TOKENS = 64
+# distinct inputs a "better"/"worse" verdict on rows needs (rows sharing an input count once:
+# e2e_nlg's first 9 evaluation rows are 4 meaning representations)
+MIN_VERDICT_INPUTS = 10
 FILTERS = [
     ("All rows", "all"),
     ("Where they disagree", "disagree"),
@@ -215,19 +218,14 @@ def run_on_rows(
     return [summary_frame(services, task_name, report), rows_frame(report, "all"), note, report]
 
 
-MIN_VERDICT_INPUTS = 10  # distinct inputs a "better"/"worse" verdict needs (rows sharing an
-# input count once: e2e_nlg's first 9 evaluation rows are 4 meaning representations)
-
-
 def summary_frame(services: Services, task_name: str, report: rw.RowsReport) -> pd.DataFrame:
     labels = {c.id: c.label for c in cs.pool(services, task_name)}
     first = labels.get(report.contestants[0], report.contestants[0])
     records = []
     for cid, mean, diff in zip(report.contestants, report.means, report.diffs, strict=True):
-        units = (diff.inputs or diff.n) if diff is not None else 0
         if diff is None:
             verdict = "(reference point)"
-        elif units < MIN_VERDICT_INPUTS:  # a bootstrap of a few units claims too much
+        elif (units := diff.inputs or diff.n) < MIN_VERDICT_INPUTS:  # a few units claim too much
             verdict = f"too few inputs ({units}) to tell: run {MIN_VERDICT_INPUTS} or more"
         elif diff.low > 0:
             verdict = "better"

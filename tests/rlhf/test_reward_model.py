@@ -76,7 +76,7 @@ def test_metric_coverage_reward_is_refused_for_a_task_without_slots():
 
 def test_reward_spec_that_is_neither_metric_nor_a_model_dir_is_refused(tmp_path):
     task = load_task("glue_sst2")
-    refused = r"'nope' is neither 'metric', 'metric\+coverage' nor a reward-model dir"
+    refused = r"'nope' is neither 'metric' nor 'metric\+coverage' nor a reward-model dir"
     with pytest.raises(UserError, match=refused):
         load_reward("nope", task)
     with pytest.raises(UserError, match="not a reward model made by"):
@@ -108,8 +108,8 @@ def test_cli_trains_a_reward_model_that_rlhf_can_load(samples_dir, tiny_base, tm
 
 
 def test_model_card_names_each_proxy_reward_in_words():
-    from lora_land.rlhf.card import _reward_words
+    from lora_land.rlhf.rewards import describe_reward
 
-    assert _reward_words("metric") == "the task metric against the gold target"
-    assert "share of the input's values the answer mentions" in _reward_words("metric+coverage")
-    assert _reward_words("/runs/reward_models/votes") == "a reward model"
+    assert describe_reward("metric") == "the task metric against the gold target"
+    assert "share of the input's values the answer mentions" in describe_reward("metric+coverage")
+    assert describe_reward("/runs/reward_models/votes") == "a reward model"
