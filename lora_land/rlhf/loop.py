@@ -300,7 +300,7 @@ def run_loop(
         if samples_path.is_file():
             samples = read_samples(samples_path)
         else:
-            reward = reward or load_reward(config.reward, task, base.source)
+            reward = reward or load_reward(config.reward, task, base.source, train_rows)
             samples = _sample_and_score(settings, base, task, rows, t, policy, reward, config)
             write_jsonl(samples_path, samples)
         pairing = max_min_pairs(samples, config.length_penalty, config.max_length_ratio)

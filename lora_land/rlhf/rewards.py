@@ -4,7 +4,10 @@
 each sampled answer against the row's `target`. `MetricCoverageReward` ("metric+coverage",
 data-to-text tasks only) averages it with the answer's slot coverage, the share of the input's
 values the text mentions, so that a sample is not preferred only for matching the one reference's
-wording. `load_reward("metric" | "metric+coverage" | DIR)` picks one of them or a
+wording. `MultiReferenceReward` ("metric-all-refs") averages the metric over every reference
+the training rows give the same input, as the evaluation does over its rows (e2e_nlg and viggo
+repeat an input with several references), so that a sample is not preferred for matching one
+of them. `load_reward("metric" | "metric+coverage" | "metric-all-refs" | DIR)` picks one or a
 Bradley-Terry reward model trained with `lora-land reward-model` (see `reward_model.py`, which
 needs torch and is only imported when a directory is given). Rewards score text; they sample
 nothing.
@@ -70,11 +73,49 @@ class MetricCoverageReward:
         ]
 
 
+class MultiReferenceReward:
+    """The task's metric averaged over every gold reference that `references` (the training
+    rows the loop takes prompts from) give the row's input: the answer's expected score on a
+    row of that input, which is what an evaluation that repeats an input with several
+    references averages. An input with one reference scores as `MetricReward` does."""
+
+    def __init__(self, task: Task, references: Sequence[Mapping]) -> None:
+        from lora_land.training.split import input_key
+
+        self.metric = MetricReward(task)
+        self.name = f"{self.metric.name}@all-refs"
+        self._key = input_key
+        self.targets: dict[str, list[str]] = {}
+        for row in references:
+            self.targets.setdefault(input_key(row), []).append(str(row["target"]))
+
+    def references(self, row: Mapping) -> list[str]:
+        """The row's own target first, then the other references its input has."""
+        own = str(row["target"])
+        others = list(self.targets.get(self._key(row), []))
+        if own in others:
+            others.remove(own)
+        return [own, *others]
+
+    def score(
+        self, prompts: Sequence[str], texts: Sequence[str], rows: Sequence[Mapping]
+    ) -> list[float]:
+        spec = self.metric.spec
+        out = []
+        for text, row in zip(texts, rows, strict=True):
+            refs = self.references(row)
+            out.append(sum(spec.score(text, ref, row) for ref in refs) / len(refs))
+        return out
+
+
 REWARDS = {  # the named rewards, in words (the loader's message, the CLI help, model cards)
     "metric": "the task metric against the gold target",
     "metric+coverage": (
         "the mean of the task metric against the gold target and the share of the input's "
         "values the answer mentions (data-to-text tasks)"
+    ),
+    "metric-all-refs": (
+        "the task metric averaged over every reference the training rows give the same input"
     ),
 }
 
@@ -84,13 +125,26 @@ def describe_reward(spec: str) -> str:
     return REWARDS.get(spec, "a reward model")
 
 
-def load_reward(spec: str, task: Task, base_source: str | None = None) -> Reward:
+def load_reward(
+    spec: str,
+    task: Task,
+    base_source: str | None = None,
+    references: Sequence[Mapping] | None = None,
+) -> Reward:
     """`"metric"` -> the task's metric; `"metric+coverage"` -> its mean with slot coverage
-    (data-to-text tasks); a directory -> the reward model trained there."""
+    (data-to-text tasks); `"metric-all-refs"` -> its mean over the references `references`
+    give each input (default: the train part of the task's split); a directory -> the reward
+    model trained there."""
     if spec == "metric":
         return MetricReward(task)
     if spec == "metric+coverage":
         return MetricCoverageReward(task)
+    if spec == "metric-all-refs":
+        if references is None:
+            from lora_land.rlhf.loop import training_rows
+
+            references, _ = training_rows(task.name)
+        return MultiReferenceReward(task, references)
     path = Path(spec).expanduser()
     if not path.is_dir():
         raise UserError(

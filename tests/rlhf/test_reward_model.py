@@ -13,7 +13,12 @@ from lora_land.evaluation.measures import slot_values
 from lora_land.evaluation.tasks import load_task
 from lora_land.rlhf.pairing import Pair, read_pairs, write_jsonl
 from lora_land.rlhf.reward_model import split_pairs
-from lora_land.rlhf.rewards import MetricCoverageReward, MetricReward, load_reward
+from lora_land.rlhf.rewards import (
+    MetricCoverageReward,
+    MetricReward,
+    MultiReferenceReward,
+    load_reward,
+)
 from tests.conftest import read_jsonl
 
 
@@ -69,6 +74,41 @@ def test_metric_coverage_reward_averages_the_metric_with_the_inputs_values_menti
     assert got[0] > got[1] > got[2]
 
 
+def test_all_refs_reward_averages_the_metric_over_every_reference_of_the_input(samples_dir):
+    task = load_task("viggo")
+    rows = read_jsonl(samples_dir / "train" / "viggo.jsonl")
+    by_input: dict[str, list[dict]] = {}
+    for row in rows:
+        by_input.setdefault(row["meaning_representation"], []).append(row)
+    shared = next(g for g in by_input.values() if len({r["target"] for r in g}) >= 3)
+    single = next(g[0] for g in by_input.values() if len(g) == 1)
+    reward = load_reward("metric-all-refs", task, references=rows)
+    assert isinstance(reward, MultiReferenceReward) and reward.name == "metric:rouge@all-refs"
+    metric = MetricReward(task)
+    row, other = shared[0], shared[1]
+    refs = reward.references(row)
+    assert refs[0] == row["target"] and sorted(refs) == sorted(r["target"] for r in shared)
+    # an answer equal to ANOTHER reference: the one-reference metric scores it against
+    # row's own target only; this reward against all of them, itself included (1.0)
+    answer = other["target"]
+    expected = sum(metric.spec.score(answer, r["target"], row) for r in shared) / len(shared)
+    [got] = reward.score(["p"], [answer], [row])
+    assert got == pytest.approx(expected)
+    [alone] = metric.score(["p"], [answer], [row])
+    assert got > alone  # the other reference's own 1.0 lifts the mean
+    # every row of one input gets the same reward for the same answer
+    assert reward.score(["p"] * 2, [answer] * 2, [row, other]) == pytest.approx([got, got])
+    # an input with one reference scores as the plain metric does
+    assert reward.score(["p"], ["A fun game."], [single]) == metric.score(
+        ["p"], ["A fun game."], [single]
+    )
+    # by default the references are the train part of the zoo's split: never dev or eval
+    from lora_land.training.split import load_split
+
+    default = load_reward("metric-all-refs", task)
+    assert sum(map(len, default.targets.values())) == len(load_split("viggo").train)
+
+
 def test_metric_coverage_reward_is_refused_for_a_task_without_slots():
     with pytest.raises(UserError, match=r"needs a data-to-text task \(e2e_nlg, viggo, webnlg\)"):
         load_reward("metric+coverage", load_task("glue_sst2"))
@@ -76,7 +116,10 @@ def test_metric_coverage_reward_is_refused_for_a_task_without_slots():
 
 def test_reward_spec_that_is_neither_metric_nor_a_model_dir_is_refused(tmp_path):
     task = load_task("glue_sst2")
-    refused = r"'nope' is neither 'metric' nor 'metric\+coverage' nor a reward-model dir"
+    refused = (
+        r"'nope' is neither 'metric' nor 'metric\+coverage' nor 'metric-all-refs' "
+        r"nor a reward-model dir"
+    )
     with pytest.raises(UserError, match=refused):
         load_reward("nope", task)
     with pytest.raises(UserError, match="not a reward model made by"):
@@ -112,4 +155,5 @@ def test_model_card_names_each_proxy_reward_in_words():
 
     assert describe_reward("metric") == "the task metric against the gold target"
     assert "share of the input's values the answer mentions" in describe_reward("metric+coverage")
+    assert "every reference the training rows give" in describe_reward("metric-all-refs")
     assert describe_reward("/runs/reward_models/votes") == "a reward model"
