@@ -23,9 +23,8 @@ from tqdm.auto import tqdm
 from lora_land.catalog import Task
 from lora_land.engine.types import GenerationRequest, TextEngine
 from lora_land.evaluation.metrics import get_metric
+from lora_land.evaluation.runner import MAX_NEW_TOKENS  # the report's decoding: one figure
 from lora_land.evaluation.stats import Interval, bootstrap_mean, paired_difference
-
-MAX_NEW_TOKENS = 256  # the report's decoding
 
 
 @dataclass

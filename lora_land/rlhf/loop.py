@@ -29,6 +29,7 @@ from pathlib import Path
 from lora_land.catalog import Task
 from lora_land.config import PROJECT_ROOT, Settings
 from lora_land.errors import UserError
+from lora_land.evaluation.runner import MAX_NEW_TOKENS
 from lora_land.evaluation.scored import prompt_groups
 from lora_land.evaluation.stats import bootstrap_mean, paired_difference
 from lora_land.evaluation.tasks import load_task, read_rows
@@ -63,7 +64,7 @@ class LoopConfig:
     balance_pairs: bool = False  # as many pairs per chosen answer (label tasks), see pairing
     max_length_ratio: float = 0.0  # rejected within this length factor of chosen (0: off)
     max_new_tokens: int = 128  # when sampling
-    eval_max_new_tokens: int = 256  # the report's decoding
+    eval_max_new_tokens: int = MAX_NEW_TOKENS  # the report's decoding
     eval_limit: int = 0  # first N evaluation rows only (0: all)
     train_data: Path | None = None  # default: shared/data/samples/train/<task>.jsonl
     eval_data: Path | None = None  # default: shared/data/samples/<task>.jsonl

@@ -11,6 +11,7 @@ Handlers are plain functions (tested without a browser); per-user data lives in 
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -26,6 +27,7 @@ from lora_land.arena import rows as rw
 from lora_land.arena.run import stream_outputs
 from lora_land.errors import UserError
 from lora_land.evaluation.scored import MAX_NEW_TOKENS as REPORT_NEW_TOKENS
+from lora_land.evaluation.stats import Interval
 from lora_land.examples import ExampleLibrary
 from lora_land.ui.contest import (
     MAX_FIELDS,
@@ -178,6 +180,58 @@ def restore(services: Services, library: ExampleLibrary, request: gr.Request):
     return [task_name, choices, *field_updates(task, values), chips, session]
 
 
+def rows_report(
+    services: Services,
+    cache: rw.RowsCache,
+    task_name: str,
+    ids: list[str],
+    new: int,
+    n: int,
+    source: str = "eval",
+    upload: str | None = None,
+    tick: Any = None,
+) -> rw.RowsReport:
+    """The contestants on N rows (evaluation rows or an uploaded JSONL); `UserError` names
+    what is wrong with the request and its limit."""
+    if task_name not in services.catalog.tasks:
+        raise UserError(f"unknown task {str(task_name)[:200]!r}; the Leaderboard lists the tasks")
+    task = services.catalog.tasks[task_name]
+    if not 2 <= len(ids or []) <= MAX_PANES:
+        raise UserError(f"choose 2 to {MAX_PANES} contestants, got {len(ids or [])}")
+    chosen = cs.find(services, task_name, list(ids))
+    n, new = _whole("n", n), _whole("max_new_tokens", new)
+    limit = services.settings.max_new_tokens_limit
+    if not 1 <= new <= limit:
+        raise UserError(
+            f"max_new_tokens is {new}; it must be between 1 and {limit} (LORA_LAND_MAX_NEW_TOKENS)"
+        )
+    if source == "upload":
+        if not upload:
+            raise UserError("choose a JSONL file to upload first")
+        rows = rw.parse_upload(task, Path(upload).read_text(encoding="utf-8"), int(n))
+    else:
+        hub_cache = services.settings.cache_dir / "rows" / f"first-{int(n)}"
+        rows = rw.eval_rows(task, int(n), hub_cache=hub_cache)
+    return rw.run_rows(services, task, chosen, rows, int(new), cache, tick)
+
+
+def _whole(name: str, value: Any) -> int:
+    """A whole number from a slider (float) or an API client; anything else is refused."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value != int(value):
+        raise UserError(f"{name} must be a whole number, got {str(value)[:50]!r}")
+    return int(value)
+
+
+def rows_note(services: Services, report: rw.RowsReport, new: int) -> str:
+    task = services.catalog.tasks[report.task]
+    return (
+        f"{len(report.rows)} rows of {report.task}, metric `{task.metric}`, at most {int(new)} "
+        f"new tokens (the leaderboard's measured-here figures allow {REPORT_NEW_TOKENS}: a "
+        "model that rambles scores differently there); 95% bootstrap intervals."
+    )
+
+
 def run_on_rows(
     services: Services,
     cache: rw.RowsCache,
@@ -190,32 +244,30 @@ def run_on_rows(
     progress: gr.Progress | None = None,
 ) -> list[Any]:
     """Compare on rows: summary (score, 95% CI, paired difference), rows, note, report."""
-    task = services.catalog.tasks[task_name]
+
+    def tick(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done / total, desc=f"{done} of {total} answers")
+
     try:
-        if not 2 <= len(ids or []) <= MAX_PANES:
-            raise UserError(f"choose 2 to {MAX_PANES} contestants, got {len(ids or [])}")
-        chosen = cs.find(services, task_name, list(ids))
-        if source == "upload":
-            if not upload:
-                raise UserError("choose a JSONL file to upload first")
-            rows = rw.parse_upload(task, Path(upload).read_text(encoding="utf-8"), int(n))
-        else:
-            hub_cache = services.settings.cache_dir / "rows" / f"first-{int(n)}"
-            rows = rw.eval_rows(task, int(n), hub_cache=hub_cache)
-
-        def tick(done: int, total: int) -> None:
-            if progress is not None:
-                progress(done / total, desc=f"{done} of {total} answers")
-
-        report = rw.run_rows(services, task, chosen, rows, int(new), cache, tick)
+        report = rows_report(services, cache, task_name, ids, new, n, source, upload, tick)
     except UserError as e:
         return [pd.DataFrame(), pd.DataFrame(), f"⚠ {e}", None]
-    note = (
-        f"{len(rows)} rows of {task_name}, metric `{task.metric}`, at most {int(new)} new tokens "
-        f"(the leaderboard's measured-here figures allow {REPORT_NEW_TOKENS}: a model that "
-        "rambles scores differently there); 95% bootstrap intervals."
-    )
+    note = rows_note(services, report, new)
     return [summary_frame(services, task_name, report), rows_frame(report, "all"), note, report]
+
+
+def verdict(diff: Interval | None) -> str:
+    """What a paired difference to the first contestant lets one say."""
+    if diff is None:
+        return "(reference point)"
+    if (units := diff.inputs or diff.n) < MIN_VERDICT_INPUTS:  # a few units claim too much
+        return f"too few inputs ({units}) to tell: run {MIN_VERDICT_INPUTS} or more"
+    if diff.low > 0:
+        return "better"
+    if diff.high < 0:
+        return "worse"
+    return "no clear difference"
 
 
 def summary_frame(services: Services, task_name: str, report: rw.RowsReport) -> pd.DataFrame:
@@ -223,26 +275,65 @@ def summary_frame(services: Services, task_name: str, report: rw.RowsReport) -> 
     first = labels.get(report.contestants[0], report.contestants[0])
     records = []
     for cid, mean, diff in zip(report.contestants, report.means, report.diffs, strict=True):
-        if diff is None:
-            verdict = "(reference point)"
-        elif (units := diff.inputs or diff.n) < MIN_VERDICT_INPUTS:  # a few units claim too much
-            verdict = f"too few inputs ({units}) to tell: run {MIN_VERDICT_INPUTS} or more"
-        elif diff.low > 0:
-            verdict = "better"
-        elif diff.high < 0:
-            verdict = "worse"
-        else:
-            verdict = "no clear difference"
         records.append(
             {
                 "Contestant": labels.get(cid, cid),
                 "Score [95% CI]": mean.text(),
                 "n": mean.n,
                 f"This − {first} [95% CI]": diff.text(signed=True) if diff else "—",
-                "Verdict": verdict,
+                "Verdict": verdict(diff),
             }
         )
     return pd.DataFrame(records)
+
+
+def compare_on_rows_api(
+    services: Services,
+    limiter: Any,
+    cache: rw.RowsCache,
+    task: str,
+    contestants: list[str],
+    n: int = 20,
+    max_new_tokens: int = 64,
+    request: gr.Request | None = None,
+) -> dict[str, Any]:
+    """API: 2-4 contestants (ids as the Compare tab lists them) on the task's first `n`
+    evaluation rows, in one call: each one's score with its 95% interval, the paired
+    difference to the first with a verdict, and every row's answers and scores."""
+    message = rate_limited(limiter, request)
+    if message:
+        raise gr.Error(message)
+    try:
+        report = rows_report(services, cache, task, list(contestants or []), max_new_tokens, n)
+    except UserError as e:
+        raise gr.Error(str(e)) from None
+    labels = {c.id: c.label for c in cs.pool(services, task)}
+    return {
+        "task": report.task,
+        "metric": services.catalog.tasks[task].metric,
+        "note": rows_note(services, report, max_new_tokens),
+        "contestants": [
+            {
+                "id": cid,
+                "label": labels.get(cid, cid),
+                "score": mean.as_dict(),
+                "vs_first": diff.as_dict() if diff else None,
+                "verdict": verdict(diff),
+            }
+            for cid, mean, diff in zip(report.contestants, report.means, report.diffs, strict=True)
+        ],
+        "rows": [
+            {
+                "row": r + 1,
+                "gold": row.get("target"),
+                "answers": {cid: report.outputs[c][r] for c, cid in enumerate(report.contestants)},
+                "scores": {
+                    cid: round(report.scores[c][r], 4) for c, cid in enumerate(report.contestants)
+                },
+            }
+            for r, row in enumerate(report.rows)
+        ],
+    }
 
 
 def rows_frame(report: rw.RowsReport | None, kind: str) -> pd.DataFrame:
@@ -359,6 +450,21 @@ def build_compare_tab(
         api_name="compare_rows",
     )
     shown.input(rows_frame, [report, shown], rows_table, api_visibility="private")
+
+    def compare_on_rows(
+        task: str,
+        contestants: list[str],
+        n: int = 20,
+        max_new_tokens: int = 64,
+        request: gr.Request = None,
+    ) -> dict:
+        """Contestants on the task's first n evaluation rows: scores with 95% intervals, the
+        paired difference to the first, and each row's answers (no UI state needed)."""
+        return compare_on_rows_api(
+            services, limiter, cache, task, contestants, n, max_new_tokens, request
+        )
+
+    gr.api(compare_on_rows, api_name="compare_on_rows")
 
     def on_load(request: gr.Request):  # a shared URL's query parameters
         return restore(services, library, request)

@@ -37,3 +37,56 @@ def test_run_comparison_reports_bad_input_clearly(client):
         client.predict(
             task="glue_sst2", fields=["x"], max_new_tokens=1000, api_name="/run_comparison"
         )
+
+
+def test_compare_on_rows_is_one_call_with_scores_intervals_and_rows(client, samples_dir):
+    from lora_land.evaluation.metrics import get_metric
+    from tests.conftest import read_jsonl
+
+    base = "smollm2-135m-instruct"
+    rows = read_jsonl(samples_dir / "glue_sst2.jsonl")[:12]
+    out = client.predict(
+        task="glue_sst2",
+        contestants=[ADAPTER, base],
+        n=12,
+        max_new_tokens=8,
+        api_name="/compare_on_rows",
+    )
+    metric = get_metric("binary_accuracy_flex")
+    adapter_scores = [metric.score("1", r["target"], r) for r in rows]
+    base_scores = [metric.score("It is a good film", r["target"], r) for r in rows]
+    first, second = out["contestants"]
+    assert (first["id"], second["id"]) == (ADAPTER, base)
+    assert first["score"]["n"] == 12 and first["vs_first"] is None
+    assert first["score"]["mean"] == pytest.approx(sum(adapter_scores) / 12)
+    assert second["score"]["mean"] == pytest.approx(sum(base_scores) / 12)
+    diff = second["vs_first"]
+    assert diff["mean"] == pytest.approx((sum(base_scores) - sum(adapter_scores)) / 12)
+    assert diff["low"] <= diff["mean"] <= diff["high"]
+    assert second["verdict"] in {"better", "worse", "no clear difference"}
+    assert [r["gold"] for r in out["rows"]] == [r["target"] for r in rows]
+    assert out["rows"][0]["answers"] == {ADAPTER: "1", base: "It is a good film"}
+    assert [r["scores"][ADAPTER] for r in out["rows"]] == adapter_scores
+    assert "12 rows of glue_sst2" in out["note"] and out["metric"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n": 0}, "the number of rows must be between 1 and"),
+        ({"n": 2.5}, "n must be a whole number, got '2.5'"),
+        ({"max_new_tokens": 1000}, "max_new_tokens is 1000; it must be between 1 and 64"),
+        ({"contestants": [ADAPTER]}, "choose 2 to 4 contestants, got 1"),
+        ({"contestants": [ADAPTER, "x/evil"]}, "not a contestant for glue_sst2: x/evil"),
+        ({"task": "no_such_task"}, "unknown task 'no_such_task'"),
+    ],
+)
+def test_compare_on_rows_names_what_is_wrong_and_the_limit(client, kwargs, message):
+    call = {
+        "task": "glue_sst2",
+        "contestants": [ADAPTER, "smollm2-135m-instruct"],
+        "n": 4,
+        "max_new_tokens": 8,
+    } | kwargs
+    with pytest.raises(Exception, match=message):
+        client.predict(**call, api_name="/compare_on_rows")
