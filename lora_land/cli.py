@@ -350,7 +350,7 @@ def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
 
 def _rlhf_chosen_on_dev(args: argparse.Namespace, run_dir: Path) -> int:
     """`--eval-on choose`: the loop measured on the dev split (RUN_DIR/dev), the iteration
-    best there chosen, and only pi_0 and that policy measured on the evaluation rows
+    best there chosen, and pi_0 up to that policy measured on the evaluation rows
     (RUN_DIR/eval, reusing the dev run's training files) and installed."""
     from lora_land.rlhf.loop import (
         CHOSEN_FILE,
@@ -380,7 +380,10 @@ def _rlhf_chosen_on_dev(args: argparse.Namespace, run_dir: Path) -> int:
     if chosen == 0:
         print(f"no iteration beat pi_0 on the dev split: nothing installed (see {dev_dir})")
         return 0
-    print(f"chosen on the dev split: pi_{chosen}; measuring pi_0 and pi_{chosen} once")
+    print(
+        f"chosen on the dev split: pi_{chosen}; measuring pi_0..pi_{chosen} once on the "
+        "evaluation rows (the choice stays dev's)"
+    )
     reuse_training(dev_dir, eval_dir, chosen)
     write_json(eval_dir / CHOSEN_FILE, dev_choice(curve, chosen))  # for the model card
     argv = _without_options(argv, ("--iterations",))
