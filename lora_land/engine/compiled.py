@@ -38,6 +38,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -181,15 +182,21 @@ class CompiledDecoder:
 
     # -- warm-up -----------------------------------------------------------------------------
     def warm_up(
-        self, adapter: DeviceAdapter | None, before_each: Callable[[], None] | None = None
+        self,
+        adapter: DeviceAdapter | None,
+        before_each: Callable[[], None] | None = None,
+        exclusive: AbstractContextManager | None = None,
     ) -> None:
         """Compile the graphs of the layouts users make most: one row bare, one row with
         `adapter`, and two left-padded rows mixing both (a side-by-side comparison), on
         synthetic caches and the model's real weights and LoRA specs. Each layout runs at
         two cache widths and offsets, so the cache's column counters become symbolic and
-        later prompt lengths reuse the graph. Reads the model and writes only its own caches:
-        it needs no lock, and the engine keeps serving the eager step meanwhile;
-        `before_each` runs before each step (the engine waits there until it is idle)."""
+        later prompt lengths reuse the graph. It writes only its own caches, but each step
+        must hold `exclusive` (the engine's model lock) while it compiles: tracing patches
+        `nn.Module.__call__` process-wide (torch.fx), so an eager forward in another thread
+        meanwhile failed with "NameError: module is not installed as a submodule" (a
+        request in the app's first minute). The engine serves the eager step between steps;
+        `before_each` runs before each (the engine waits there until it is idle)."""
         started = time.perf_counter()
         layouts = [[None], [adapter], [adapter, None]] if adapter is not None else [[None]]
         with torch.compiler.set_stance("default"), torch.inference_mode():
@@ -197,7 +204,8 @@ class CompiledDecoder:
                 for width, cut in ((9, 0), (14, 3)):
                     if before_each is not None:
                         before_each()
-                    self._warm_step(layout, width, cut)
+                    with exclusive if exclusive is not None else nullcontext():
+                        self._warm_step(layout, width, cut)
         self.compile_s += time.perf_counter() - started
 
     def _warm_step(self, layout: list[DeviceAdapter | None], width: int, cut: int) -> None:

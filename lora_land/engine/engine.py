@@ -168,7 +168,7 @@ class Engine:
         interval = sys.getswitchinterval()
         sys.setswitchinterval(WARM_UP_SWITCH_INTERVAL_S)
         try:
-            step.warm_up(adapter, before_each=self._wait_until_idle)
+            step.warm_up(adapter, before_each=self._wait_until_idle, exclusive=self._model_lock)
         except _ClosedDuringWarmUp:
             return False
         except Exception:  # the eager step serves as before

@@ -109,3 +109,30 @@ def test_a_warm_up_stops_when_the_engine_closes(tmp_path, tiny_base_dir, tiny_ad
     assert engine.decode_step == "eager"
     assert type(lean_decoder(engine.model)) is LeanDecoder
     assert not engine.store.device.is_pinned("tiny/a")  # the warm-up's adapter is released
+
+
+def test_each_warm_up_graph_compiles_holding_the_model_lock(
+    tmp_path, tiny_base_dir, tiny_adapters, monkeypatch
+):
+    """Tracing patches `nn.Module.__call__` process-wide: a request's eager forward beside it
+    failed ("NameError: module is not installed as a submodule"). Each graph must compile
+    while the engine's model lock is held, so no forward runs meanwhile."""
+    from lora_land.engine import decoder
+
+    settings = engine_settings(tmp_path, cpu_linear="aten")
+    engine = Engine.from_settings(settings, deployment_for(tiny_base_dir, tiny_adapters))
+    held: list[tuple[int, bool]] = []
+
+    def warm_step(self, layout, width, cut):  # records instead of compiling
+        held.append((len(layout), engine._model_lock.locked()))
+
+    monkeypatch.setattr(compiled.CompiledDecoder, "_warm_step", warm_step)
+    monkeypatch.setattr(compiled, "cxx_available", lambda: True)
+    monkeypatch.setattr(compiled, "settle", lambda: None)  # no process-wide compiler stance
+    monkeypatch.setattr(decoder, "install_step", lambda model, step: None)
+    try:
+        assert engine.warm_up_compiled() is True
+        assert held == [(1, True), (1, True), (1, True), (1, True), (2, True), (2, True)]
+        assert not engine._model_lock.locked()  # released after each graph
+    finally:
+        engine.close()
