@@ -11,7 +11,9 @@ What it costs and how that is contained:
 - Compile time. Tracing 30 layers one by one took 2-4 minutes on 2 cores; each layer is
   instead a `nested_compile_region` (compiled once, stamped out per layer), keyed by which of
   its projections carry a LoRA delta and of what kind (`_lora_code`): ~25 s cold, ~12 s with
-  Inductor's on-disk cache. It happens once, at load (`warm_up`), never in a request.
+  Inductor's on-disk cache. It happens once, after load (`warm_up`), never in a request;
+  each graph holds the engine's model lock while it compiles (tracing patches
+  `nn.Module.__call__` process-wide).
 - Guards and recompiles. The graph takes tensors only: every projection's weight and its
   LoRA spec (`_spec`, from the batch's `LoraPlan`, computed outside the graph and kept per
   plan), so a new adapter, a new batch composition or a newly wrapped module is new inputs,
