@@ -101,9 +101,8 @@ def _check_number(name: str, value: object) -> float:
     return value
 
 
-def check_sampling(request: GenerationRequest, max_new_tokens_limit: int) -> None:
-    """New tokens, temperature, top-p, seed and stop strings within their limits."""
-    new = request.max_new_tokens
+def check_new_tokens(new: object, max_new_tokens_limit: int) -> int:
+    """`max_new_tokens` an integer within 1..the limit; returns it."""
     if isinstance(new, bool) or not isinstance(new, int):
         raise PromptError(f"max_new_tokens must be an integer, got {short(new)}")
     if not 1 <= new <= max_new_tokens_limit:
@@ -111,6 +110,12 @@ def check_sampling(request: GenerationRequest, max_new_tokens_limit: int) -> Non
             f"max_new_tokens is {new}; it must be between 1 and {max_new_tokens_limit} "
             "(LORA_LAND_MAX_NEW_TOKENS)"
         )
+    return new
+
+
+def check_sampling(request: GenerationRequest, max_new_tokens_limit: int) -> None:
+    """New tokens, temperature, top-p, seed and stop strings within their limits."""
+    check_new_tokens(request.max_new_tokens, max_new_tokens_limit)
     temperature = _check_number("temperature", request.temperature)
     if temperature != 0 and not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
         raise PromptError(

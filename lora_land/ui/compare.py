@@ -29,6 +29,7 @@ from lora_land.errors import UserError
 from lora_land.evaluation.scored import MAX_NEW_TOKENS as REPORT_NEW_TOKENS
 from lora_land.evaluation.stats import Interval
 from lora_land.examples import ExampleLibrary
+from lora_land.generation import check_new_tokens
 from lora_land.ui.contest import (
     MAX_FIELDS,
     field_updates,
@@ -199,20 +200,16 @@ def rows_report(
     if not 2 <= len(ids or []) <= MAX_PANES:
         raise UserError(f"choose 2 to {MAX_PANES} contestants, got {len(ids or [])}")
     chosen = cs.find(services, task_name, list(ids))
-    n, new = _whole("n", n), _whole("max_new_tokens", new)
-    limit = services.settings.max_new_tokens_limit
-    if not 1 <= new <= limit:
-        raise UserError(
-            f"max_new_tokens is {new}; it must be between 1 and {limit} (LORA_LAND_MAX_NEW_TOKENS)"
-        )
+    n = _whole("n", n)
+    new = check_new_tokens(_whole("max_new_tokens", new), services.settings.max_new_tokens_limit)
     if source == "upload":
         if not upload:
             raise UserError("choose a JSONL file to upload first")
-        rows = rw.parse_upload(task, Path(upload).read_text(encoding="utf-8"), int(n))
+        rows = rw.parse_upload(task, Path(upload).read_text(encoding="utf-8"), n)
     else:
-        hub_cache = services.settings.cache_dir / "rows" / f"first-{int(n)}"
-        rows = rw.eval_rows(task, int(n), hub_cache=hub_cache)
-    return rw.run_rows(services, task, chosen, rows, int(new), cache, tick)
+        hub_cache = services.settings.cache_dir / "rows" / f"first-{n}"
+        rows = rw.eval_rows(task, n, hub_cache=hub_cache)
+    return rw.run_rows(services, task, chosen, rows, new, cache, tick)
 
 
 def _whole(name: str, value: Any) -> int:
