@@ -26,7 +26,7 @@ from lora_land.config import EMBEDDED_BASE, PROJECT_ROOT
 from lora_land.training.model_card import SUMMARY_FILE, read_summary, write_model_card
 from lora_land.training.queue import RUNS_DIR, keep_record, read_json, task_dir, write_json
 from lora_land.training.recipes import QUEUE_ORDER, RECIPES
-from lora_land.training.split import DEV_ROWS, SPLIT_SEED
+from lora_land.training.split import SPLIT_SEED, dev_rows_for
 from lora_land.training.zoo_stages import judge
 
 ZOO_DIR = PROJECT_ROOT / "assets" / "adapters"
@@ -128,7 +128,7 @@ def ship_task(task: str, result: dict, runs: Path, zoo: Path) -> None:
             "part": "dev",
             "data": result["dev"]["data"],
             "n": result["dev"]["adapter"]["n"],
-            "split": f"seeded ({SPLIT_SEED!r}), >= {DEV_ROWS} rows held out of training",
+            "split": f"seeded ({SPLIT_SEED!r}), >= {dev_rows_for(task)} rows held out of training",
         },
         "measured_on": {
             "part": "eval",

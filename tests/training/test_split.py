@@ -8,7 +8,14 @@ import random
 import pytest
 
 from lora_land.errors import UserError
-from lora_land.training.split import DEV_ROWS, input_key, load_split, split_indices
+from lora_land.training.split import (
+    DEV_ROWS,
+    DEV_ROWS_BY_TASK,
+    dev_rows_for,
+    input_key,
+    load_split,
+    split_indices,
+)
 
 TASKS_WITH_TRAIN_ROWS = 20
 
@@ -66,7 +73,19 @@ def test_every_shared_task_gets_a_dev_of_100_rows_disjoint_by_input(samples_dir)
     assert len(files) == TASKS_WITH_TRAIN_ROWS
     for path in files:
         split = load_split(path.stem, path.parent)
-        assert len(split.dev) >= DEV_ROWS, path.stem
+        assert len(split.dev) >= dev_rows_for(path.stem) >= DEV_ROWS, path.stem
         train_inputs = {input_key(r) for r in split.train}
         assert not train_inputs & {input_key(r) for r in split.dev}, path.stem
         assert len(split.train) + len(split.dev) == len(split.rows)
+
+
+def test_a_task_with_a_larger_dev_split_keeps_the_smaller_ones_rows_in_dev(samples_dir):
+    """glue_qnli holds out 400 rows; the 100 of the default split are among them (groups fill
+    dev in key order), and its train part shrinks by as many rows as dev grows."""
+    assert DEV_ROWS_BY_TASK["glue_qnli"] == 400
+    path = samples_dir / "train" / "glue_qnli.jsonl"
+    large = load_split("glue_qnli", path.parent)
+    small = load_split("glue_qnli", path.parent, dev_rows=DEV_ROWS)
+    assert len(large.dev) >= 400 > len(small.dev) >= DEV_ROWS
+    assert set(small.dev_index) < set(large.dev_index)
+    assert len(large.train) == len(large.rows) - len(large.dev)
