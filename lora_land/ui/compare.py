@@ -222,8 +222,11 @@ def _whole(name: str, value: Any) -> int:
 
 def rows_note(services: Services, report: rw.RowsReport, new: int) -> str:
     task = services.catalog.tasks[report.task]
+    metric = f"`{task.metric_fn}`"  # what scored the rows (as in the cards and measured here)
+    if task.metric_fn != task.metric:
+        metric += f" (the report's `{task.metric}`)"
     return (
-        f"{len(report.rows)} rows of {report.task}, metric `{task.metric}`, at most {int(new)} "
+        f"{len(report.rows)} rows of {report.task}, metric {metric}, at most {int(new)} "
         f"new tokens (the leaderboard's measured-here figures allow {REPORT_NEW_TOKENS}: a "
         "model that rambles scores differently there); 95% bootstrap intervals."
     )
@@ -307,7 +310,7 @@ def compare_on_rows_api(
     labels = {c.id: c.label for c in cs.pool(services, task)}
     return {
         "task": report.task,
-        "metric": services.catalog.tasks[task].metric,
+        "metric": services.catalog.tasks[task].metric_fn,  # what scored the rows
         "note": rows_note(services, report, max_new_tokens),
         "contestants": [
             {
