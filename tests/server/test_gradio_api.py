@@ -69,8 +69,9 @@ def test_compare_on_rows_is_one_call_with_scores_intervals_and_rows(client, samp
     assert [r["scores"][ADAPTER] for r in out["rows"]] == adapter_scores
     # the metric named is the one that scored the rows (the cards' name), not the report's
     assert out["metric"] == "binary_accuracy_flex"
-    assert "12 rows of glue_sst2, metric `binary_accuracy_flex` (the report's `accuracy`)" in (
-        out["note"]
+    assert (
+        "12 rows of glue_sst2, metric `binary_accuracy_flex` (the report's `accuracy`)"
+        in out["note"]
     )
 
 
