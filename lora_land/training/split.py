@@ -105,5 +105,7 @@ def load_split(task: str, train_dir: Path = TRAIN_DIR, *, dev_rows: int | None =
     rows = read_jsonl(path)
     if len(rows) < 2:
         raise UserError(f"{path} holds {len(rows)} row(s); a train/dev split needs at least 2")
-    train, dev = split_indices(rows, task, dev_rows=dev_rows or dev_rows_for(task))
+    train, dev = split_indices(
+        rows, task, dev_rows=dev_rows_for(task) if dev_rows is None else dev_rows
+    )
     return TaskSplit(task, tuple(rows), train, dev)

@@ -32,15 +32,16 @@ def write_zoo_readme(out_dir: Path = ZOO_DIR, runs: Path | None = None) -> Path:
     from lora_land.training.queue import RUNS_DIR, next_stage, read_json, task_dir, task_result
     from lora_land.training.recipes import QUEUE_ORDER
     from lora_land.training.ship import zoo_version
+    from lora_land.training.split import DEV_ROWS, DEV_ROWS_BY_TASK
 
     runs = runs or RUNS_DIR
+    larger = "".join(f"; {t} {n}" for t, n in sorted(DEV_ROWS_BY_TASK.items()))
     lines = [
         "# The mini zoo: LoRA adapters for SmolLM2-135M-Instruct",
         "",
         "Zoo v2 (`lora-land zoo --resume`, then `lora-land zoo --ship`): each task's training",
-        "rows are split into train and a seeded dev part (at least 100 rows; glue_qnli 400,",
-        "where 100 could not tell a DPO run's label-threshold move that pays from one that",
-        "costs); adapters are",
+        f"rows are split into train and a seeded dev part (at least {DEV_ROWS} rows{larger});"
+        " adapters are",
         "trained on train, the recipe and whether to ship are chosen on dev, and the chosen",
         "adapter and the bare base are then measured ONCE on the task's 50 evaluation rows",
         "(`shared/data/samples/<task>.jsonl`), greedy, at most 256 new tokens, the report's",

@@ -89,3 +89,5 @@ def test_a_task_with_a_larger_dev_split_keeps_the_smaller_ones_rows_in_dev(sampl
     assert len(large.dev) >= 400 > len(small.dev) >= DEV_ROWS
     assert set(small.dev_index) < set(large.dev_index)
     assert len(large.train) == len(large.rows) - len(large.dev)
+    with pytest.raises(UserError, match="dev_rows must be at least 1"):
+        load_split("glue_qnli", path.parent, dev_rows=0)  # not the task's default
