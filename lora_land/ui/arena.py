@@ -78,7 +78,7 @@ def on_task(services: Services, library: ExampleLibrary, choice: str, session: d
     task = services.catalog.tasks[task_name]
     session.update(task=task_name, battle=None, outputs=None)
     found = library.for_task(task)
-    note = f"Task: **{task.ui_name}** (`{task_name}`) · metric `{task.metric}`"
+    note = f"Task: **{task.ui_name}** (`{task_name}`) · scored with `{task.metric_fn}`"
     shown = [values.get(f, "") for f in task.fields] if values else None
     chips = gr.Dataset(samples=[[e.label] for e in found])
     return (*field_updates(task, shown), chips, note, session)

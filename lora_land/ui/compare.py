@@ -148,7 +148,7 @@ def run_compare(
     for i, s in enumerate(scores):
         if s is not None:
             star = " ★ best" if s == best and known.count(best) < len(known) else ""
-            stats[i] += f"\n\n**Score ({task.metric}): {s:.3f}**{star}"
+            stats[i] += f"\n\n**Score ({task.metric_fn}): {s:.3f}**{star}"
     note = f"Gold answer: `{gold}`" if gold is not None else "No gold answer: not scored."
     yield [*_panes(titles, texts, stats), note]
 

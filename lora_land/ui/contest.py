@@ -59,7 +59,7 @@ def score_outputs(
 def metric_line(services: Services, battle: Any, score: float | None) -> str:
     if score is None:
         return ""
-    metric = services.catalog.tasks[battle.task].metric
+    metric = services.catalog.tasks[battle.task].metric_fn  # what scored the answer
     return f"\n\nScore ({metric}) against the gold answer `{battle.gold}`: **{score:.3f}**"
 
 

@@ -124,7 +124,7 @@ def run(
 ) -> Iterator[list[str]]:
     """The Run button: yields the three panes (text, stats) and the gold line as they fill."""
     cancel = cancel or threading.Event()
-    metric = services.catalog.tasks[task_name].metric
+    metric = services.catalog.tasks[task_name].metric_fn  # what scores the answers
     example = (session or {}).get("example")
     try:
         plan = plan_run(services, base, task_name, list(values), int(new), example)

@@ -130,6 +130,8 @@ def details_markdown(services: Services, base: str, task_name: str) -> str:
         f"**Dataset:** [{task.dataset_link}]({task.dataset_link}) (evaluated on "
         f"{task.eval_split}) · **Metric:** `{task.metric}` ({direction})",
     ]
+    if task.metric_fn != task.metric:  # the report's label; the answers here are scored by
+        lines[-1] += f"; answers here are scored with `{task.metric_fn}`"
     if task.metric_note:
         lines.append(f"> {task.metric_note}")
     lines += _report_lines(services, base, task)

@@ -118,7 +118,8 @@ def test_user_plays_a_battle_votes_and_sees_the_reveal_and_the_rating_move(
     else:
         assert int(winner[2]) > 1000 > int(loser[2]), rows
         assert (winner[4], winner[5], loser[5]) == ("1", "1 / 0 / 0", "0 / 1 / 0")
-    assert "Score (accuracy) against the gold answer" in page.locator("#arena-a-stats").inner_text()
+    stats_a = page.locator("#arena-a-stats").inner_text()
+    assert "Score (binary_accuracy_flex) against the gold answer" in stats_a
 
 
 def test_user_compares_three_contestants_sees_three_scored_panes_and_shares_them(
@@ -135,7 +136,7 @@ def test_user_compares_three_contestants_sees_three_scored_panes_and_shares_them
     page.locator("#cmp-run").click()
     for i in range(3):
         stats = page.locator(f"#cmp-stats-{i}")
-        expect(stats).to_contain_text("Score (accuracy):", timeout=LONG)
+        expect(stats).to_contain_text("Score (binary_accuracy_flex):", timeout=LONG)
     titles = [page.locator(f"#cmp-title-{i}").inner_text() for i in range(3)]
     assert "glue_sst2 adapter" in titles[0] and "base, no adapter" in titles[1]
     assert "gpt-4" in titles[2]

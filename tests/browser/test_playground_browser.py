@@ -137,7 +137,7 @@ def test_user_runs_two_adapters_and_sees_three_scored_panes(page, url, services,
     stats = run_and_wait(page)
     for key, text in stats.items():
         assert re.search(r"TTFT \d+\.\d\d s", text) or key == "reference", (key, text)
-        assert "Score (accuracy):" in text, (key, text)
+        assert "Score (binary_accuracy_flex):" in text, (key, text)
     assert "adapter was" in stats["finetuned"]
     expect(page.locator("#pg-reference-text textarea")).to_have_value("1")
     assert len(gpt4.requests) >= 1

@@ -69,7 +69,7 @@ def test_an_example_brings_its_gold_answer_and_scores_are_revealed(tmp_path, sam
     out = final(ar.start_battle(services, 8, session, *values))
     assert out[-1]["battle"].gold is not None
     voted = ar.cast_vote(services, VoteStore(tmp_path / "v.sqlite"), "tie", out[-1])
-    assert "Score (accuracy) against the gold answer" in voted[1]
+    assert "Score (binary_accuracy_flex) against the gold answer" in voted[1]
     assert out[-1]["battle"].left.label in voted[1] and "TTFT" in voted[1]  # timings revealed
 
 

@@ -37,7 +37,7 @@ def test_three_contestants_stream_and_are_scored_with_the_best_marked(tmp_path, 
     assert "SmolLM2-135M-Instruct + glue_sst2 adapter" in shown[0][1]
     assert [p[2] for p in shown[:3]] == ["1", "The sentence is positive", "0"]
     for p in shown[:3]:
-        assert "Score (accuracy):" in p[3]
+        assert "Score (binary_accuracy_flex):" in p[3]
     best = [i for i, p in enumerate(shown[:3]) if "★ best" in p[3]]
     # "1" and "positive" are right when the gold is 1, the reference's "0" when it is 0
     assert best == ([0, 1] if target == "1" else [2])

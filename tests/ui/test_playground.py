@@ -120,6 +120,11 @@ def test_details_of_the_embedded_base_say_no_report_scores_and_adapter_state(tmp
     assert f"`{SST2}`, cold" in text
     stsb = view.details_markdown(services, BASE, "glue_stsb")
     assert "higher-is-better" in stsb  # the report labels it mae
+    # the report's label beside what scores the answers here, named where they differ
+    assert "**Metric:** `accuracy`" in text
+    assert "answers here are scored with `binary_accuracy_flex`" in text
+    rouge = view.details_markdown(services, BASE, "reuters")
+    assert "**Metric:** `rouge`" in rouge and "scored with" not in rouge
 
 
 def test_task_shows_one_box_per_field_and_the_exact_template(tmp_path):
@@ -165,10 +170,13 @@ def test_run_fills_three_panes_with_timings_and_scores(tmp_path, gpt4):
     out = run_sst2(services, session)
     panes = outputs_by_pane(out)
     assert panes["finetuned"][0] == "1" and "TTFT 0.01 s" in panes["finetuned"][1]
-    assert "Score (accuracy): 1.000" in panes["finetuned"][1]
-    assert panes["base"][0] == "0 is my guess" and "Score (accuracy): 0.000" in panes["base"][1]
+    assert "Score (binary_accuracy_flex): 1.000" in panes["finetuned"][1]
+    assert (
+        panes["base"][0] == "0 is my guess"
+        and "Score (binary_accuracy_flex): 0.000" in panes["base"][1]
+    )
     assert panes["reference"][0] == "1" and "from the endpoint" in panes["reference"][1]
-    assert "Score (accuracy): 1.000" in panes["reference"][1]
+    assert "Score (binary_accuracy_flex): 1.000" in panes["reference"][1]
     assert out[-1] == "**Gold answer:** `1`"
     [ft, base] = sorted(services.engine.requests, key=lambda r: r.adapter_id is None)
     assert ft.adapter_id == SST2 and base.adapter_id is None
