@@ -482,7 +482,8 @@ def _add_rlhf_parsers(sub) -> None:
         default="metric",
         help="'metric', 'metric+coverage' (data-to-text tasks: the metric's mean with the share "
         "of the input's values mentioned), 'metric-all-refs' (the metric's mean over every "
-        "reference the training rows give the input) or a reward-model directory",
+        "reference the training rows give the input), 'metric+entity-f1' (NER tasks: the "
+        "metric's mean with the answer's entity F1) or a reward-model directory",
     )
     r.add_argument("--iterations", type=int, default=3)
     r.add_argument("--prompts", type=int, default=0, help="per iteration (0: by answer length)")

@@ -7,7 +7,9 @@ values the text mentions, so that a sample is not preferred only for matching th
 wording. `MultiReferenceReward` ("metric-all-refs") averages the metric over every reference
 the training rows give the same input, as the evaluation does over its rows (e2e_nlg and viggo
 repeat an input with several references), so that a sample is not preferred for matching one
-of them. `load_reward("metric" | "metric+coverage" | "metric-all-refs" | DIR)` picks one or a
+of them. `MetricEntityReward` ("metric+entity-f1", NER tasks only) averages the metric with the
+answer's entity F1, which pays only for entities found with their type. `load_reward("metric" |
+"metric+coverage" | "metric-all-refs" | "metric+entity-f1" | DIR)` picks one or a
 Bradley-Terry reward model trained with `lora-land reward-model` (see `reward_model.py`, which
 needs torch and is only imported when a directory is given). Rewards score text; they sample
 nothing.
@@ -21,7 +23,7 @@ from typing import Protocol
 
 from lora_land.catalog import Task
 from lora_land.errors import UserError
-from lora_land.evaluation.measures import DATA_TO_TEXT, slot_coverage
+from lora_land.evaluation.measures import DATA_TO_TEXT, NER_TASKS, entity_f1, slot_coverage
 from lora_land.evaluation.metrics import get_metric
 
 
@@ -73,6 +75,31 @@ class MetricCoverageReward:
         ]
 
 
+class MetricEntityReward:
+    """The mean of the task's metric against the gold target and the answer's entity F1 (the
+    predicted (type, entity) pairs against the target's); NER tasks only. ROUGE on an entity
+    dict pays for the JSON skeleton and for near-miss spans; entity F1 pays only for entities
+    found with their type, and nothing for an answer that does not parse."""
+
+    def __init__(self, task: Task) -> None:
+        if task.name not in NER_TASKS:
+            raise UserError(
+                f"--reward metric+entity-f1 needs an NER task "
+                f"({', '.join(sorted(NER_TASKS))}), not {task.name!r}"
+            )
+        self.metric = MetricReward(task)
+        self.name = f"{self.metric.name}+entity_f1"
+
+    def score(
+        self, prompts: Sequence[str], texts: Sequence[str], rows: Sequence[Mapping]
+    ) -> list[float]:
+        metric = self.metric.score(prompts, texts, rows)
+        return [
+            (m + entity_f1(text, str(row["target"]), row)) / 2
+            for m, text, row in zip(metric, texts, rows, strict=True)
+        ]
+
+
 class MultiReferenceReward:
     """The task's metric averaged over every gold reference that `references` (the training
     rows the loop takes prompts from) give the row's input: the answer's expected score on a
@@ -117,6 +144,9 @@ REWARDS = {  # the named rewards, in words (the loader's message, the CLI help, 
     "metric-all-refs": (
         "the task metric averaged over every reference the training rows give the same input"
     ),
+    "metric+entity-f1": (
+        "the mean of the task metric against the gold target and the answer's entity F1 (NER tasks)"
+    ),
 }
 
 
@@ -132,13 +162,16 @@ def load_reward(
     references: Sequence[Mapping] | None = None,
 ) -> Reward:
     """`"metric"` -> the task's metric; `"metric+coverage"` -> its mean with slot coverage
-    (data-to-text tasks); `"metric-all-refs"` -> its mean over the references `references`
+    (data-to-text tasks); `"metric+entity-f1"` -> its mean with entity F1 (NER tasks);
+    `"metric-all-refs"` -> its mean over the references `references`
     give each input (default: the train part of the task's split); a directory -> the reward
     model trained there."""
     if spec == "metric":
         return MetricReward(task)
     if spec == "metric+coverage":
         return MetricCoverageReward(task)
+    if spec == "metric+entity-f1":
+        return MetricEntityReward(task)
     if spec == "metric-all-refs":
         if references is None:
             from lora_land.rlhf.loop import training_rows

@@ -9,14 +9,16 @@ import pytest
 from safetensors.torch import load_file
 
 from lora_land.errors import UserError
-from lora_land.evaluation.measures import slot_values
+from lora_land.evaluation.measures import parse_entities, slot_values
 from lora_land.evaluation.tasks import load_task
 from lora_land.rlhf.pairing import Pair, read_pairs, write_jsonl
 from lora_land.rlhf.reward_model import split_pairs
 from lora_land.rlhf.rewards import (
     MetricCoverageReward,
+    MetricEntityReward,
     MetricReward,
     MultiReferenceReward,
+    describe_reward,
     load_reward,
 )
 from tests.conftest import read_jsonl
@@ -107,6 +109,44 @@ def test_all_refs_reward_averages_the_metric_over_every_reference_of_the_input(s
 
     default = load_reward("metric-all-refs", task)
     assert sum(map(len, default.targets.values())) == len(load_split("viggo").train)
+
+
+def test_metric_entity_reward_pays_only_for_typed_entities_found(samples_dir):
+    task = load_task("conllpp")
+    rows = read_jsonl(samples_dir / "train" / "conllpp.jsonl")
+
+    def kinds(r):  # the types a row's target names entities of
+        return [k for k, v in parse_entities(r["target"]).items() if v]
+
+    row = next(
+        r
+        for r in rows
+        if len(kinds(r)) == 1
+        and len(kinds(r)) < len(parse_entities(r["target"]))
+        and len(parse_entities(r["target"])[kinds(r)[0]]) >= 2
+    )
+    gold = parse_entities(row["target"])
+    kind, names = kinds(row)[0], gold[kinds(row)[0]]
+    other = next(k for k in gold if k != kind)
+    reward = load_reward("metric+entity-f1", task)
+    assert isinstance(reward, MetricEntityReward)
+    assert reward.name == "metric:rouge+entity_f1"
+    # one entity right and nothing else: F1 = 2 * 1 / (n_gold + 1)
+    one = json.dumps({k: ([names[0]] if k == kind else []) for k in gold})
+    n_gold = sum(map(len, gold.values()))
+    wrong_type = json.dumps({k: (list(names) if k == other else []) for k in gold})
+    texts = [row["target"], one, "not a dict", wrong_type]
+    metric = MetricReward(task).score(["p"] * 4, texts, [row] * 4)
+    got = reward.score(["p"] * 4, texts, [row] * 4)
+    f1 = [1.0, 2 / (n_gold + 1), 0.0]
+    for g, m, f in zip(got[:3], metric[:3], f1, strict=True):
+        assert g == pytest.approx((m + f) / 2)
+    assert got[0] == pytest.approx(1.0)
+    # the right strings under another type: ROUGE pays for them, entity F1 does not
+    assert metric[3] > 0 and got[3] == pytest.approx(metric[3] / 2)
+    with pytest.raises(UserError, match=r"needs an NER task \(bc5cdr, conllpp\), not 'webnlg'"):
+        load_reward("metric+entity-f1", load_task("webnlg"))
+    assert "entity F1" in describe_reward("metric+entity-f1")
 
 
 def test_metric_coverage_reward_is_refused_for_a_task_without_slots():
