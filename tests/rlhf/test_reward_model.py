@@ -158,7 +158,7 @@ def test_reward_spec_that_is_neither_metric_nor_a_model_dir_is_refused(tmp_path)
     task = load_task("glue_sst2")
     refused = (
         r"'nope' is neither 'metric' nor 'metric\+coverage' nor 'metric-all-refs' "
-        r"nor a reward-model dir"
+        r"nor 'metric\+entity-f1' nor a reward-model dir"
     )
     with pytest.raises(UserError, match=refused):
         load_reward("nope", task)
