@@ -17,7 +17,7 @@ nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -51,53 +51,52 @@ class MetricReward:
         ]
 
 
-class MetricCoverageReward:
-    """The mean of the task's metric against the gold target and the answer's slot coverage
-    (the share of the input's values it mentions); data-to-text tasks only."""
+class _MetricWithMeasure:
+    """The mean of the task's metric against the gold target and a second per-row measure
+    (`self.measure(text, target, row)`); subclasses say which measure and for which tasks."""
+
+    metric: MetricReward
+    measure: Callable[[str, str, Mapping | None], float]
+
+    def score(
+        self, prompts: Sequence[str], texts: Sequence[str], rows: Sequence[Mapping]
+    ) -> list[float]:
+        metric = self.metric.score(prompts, texts, rows)
+        return [
+            (m + self.measure(text, str(row["target"]), row)) / 2
+            for m, text, row in zip(metric, texts, rows, strict=True)
+        ]
+
+
+def _only_for(task: Task, tasks, spec: str, kind: str) -> None:
+    if task.name not in tasks:
+        raise UserError(
+            f"--reward {spec} needs {kind} ({', '.join(sorted(tasks))}), not {task.name!r}"
+        )
+
+
+class MetricCoverageReward(_MetricWithMeasure):
+    """The metric's mean with the answer's slot coverage (the share of the input's values it
+    mentions); data-to-text tasks only."""
 
     def __init__(self, task: Task) -> None:
-        if task.name not in DATA_TO_TEXT:
-            raise UserError(
-                f"--reward metric+coverage needs a data-to-text task "
-                f"({', '.join(sorted(DATA_TO_TEXT))}), not {task.name!r}"
-            )
+        _only_for(task, DATA_TO_TEXT, "metric+coverage", "a data-to-text task")
         self.metric = MetricReward(task)
-        self.coverage = slot_coverage(task.name)
+        self.measure = slot_coverage(task.name)
         self.name = f"{self.metric.name}+slot_coverage"
 
-    def score(
-        self, prompts: Sequence[str], texts: Sequence[str], rows: Sequence[Mapping]
-    ) -> list[float]:
-        metric = self.metric.score(prompts, texts, rows)
-        return [
-            (m + self.coverage(text, str(row["target"]), row)) / 2
-            for m, text, row in zip(metric, texts, rows, strict=True)
-        ]
 
-
-class MetricEntityReward:
-    """The mean of the task's metric against the gold target and the answer's entity F1 (the
-    predicted (type, entity) pairs against the target's); NER tasks only. ROUGE on an entity
-    dict pays for the JSON skeleton and for near-miss spans; entity F1 pays only for entities
-    found with their type, and nothing for an answer that does not parse."""
+class MetricEntityReward(_MetricWithMeasure):
+    """The metric's mean with the answer's entity F1 (the predicted (type, entity) pairs
+    against the target's); NER tasks only. ROUGE on an entity dict pays for the JSON skeleton
+    and for near-miss spans; entity F1 pays only for entities found with their type, and
+    nothing for an answer that does not parse."""
 
     def __init__(self, task: Task) -> None:
-        if task.name not in NER_TASKS:
-            raise UserError(
-                f"--reward metric+entity-f1 needs an NER task "
-                f"({', '.join(sorted(NER_TASKS))}), not {task.name!r}"
-            )
+        _only_for(task, NER_TASKS, "metric+entity-f1", "an NER task")
         self.metric = MetricReward(task)
+        self.measure = entity_f1
         self.name = f"{self.metric.name}+entity_f1"
-
-    def score(
-        self, prompts: Sequence[str], texts: Sequence[str], rows: Sequence[Mapping]
-    ) -> list[float]:
-        metric = self.metric.score(prompts, texts, rows)
-        return [
-            (m + entity_f1(text, str(row["target"]), row)) / 2
-            for m, text, row in zip(metric, texts, rows, strict=True)
-        ]
 
 
 class MultiReferenceReward:
