@@ -275,16 +275,16 @@ def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(
             f"--adapter {args.adapter!r} is for task {source.task!r}, not {args.task!r}"
         )
-    if args.eval_on == "choose":
-        return _rlhf_chosen_on_dev(args, run_dir)
-    if args.eval_on == "dev":
-        out = None  # a run that chooses options is not installed, nor recorded
-    elif args.out:
+    if args.out:
         out = Path(args.out)
     elif base.name == EMBEDDED_BASE:
         out = ZOO_DIR / f"{args.task}@dpo"
     else:
         out = run_dir / "dpo"
+    if args.eval_on == "choose":
+        return _rlhf_chosen_on_dev(args, run_dir, out)
+    if args.eval_on == "dev":
+        out = None  # a run that chooses options is not installed, nor recorded
     config = LoopConfig(
         task=args.task,
         adapter=source.path,
@@ -348,12 +348,15 @@ def cmd_rlhf(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _rlhf_chosen_on_dev(args: argparse.Namespace, run_dir: Path) -> int:
+def _rlhf_chosen_on_dev(args: argparse.Namespace, run_dir: Path, out: Path) -> int:
     """`--eval-on choose`: the loop measured on the dev split (RUN_DIR/dev), the iteration
-    best there chosen, and pi_0 up to that policy measured on the evaluation rows
-    (RUN_DIR/eval, reusing the dev run's training files) and installed."""
+    best there chosen, and, unless the variant served at `out` scored higher on the same dev
+    rows (`--replace` installs regardless), pi_0 up to that policy measured on the
+    evaluation rows (RUN_DIR/eval, reusing the dev run's training files) and installed."""
     from lora_land.rlhf.loop import (
         CHOSEN_FILE,
+        SUMMARY_FILE,
+        against_served,
         best_on_dev,
         dev_choice,
         read_json,
@@ -380,12 +383,21 @@ def _rlhf_chosen_on_dev(args: argparse.Namespace, run_dir: Path) -> int:
     if chosen == 0:
         print(f"no iteration beat pi_0 on the dev split: nothing installed (see {dev_dir})")
         return 0
+    choice = dev_choice(curve, chosen)
+    summary = out / SUMMARY_FILE
+    replaces, why = against_served(read_json(summary) if summary.is_file() else None, choice)
+    if not replaces and not args.replace:
+        print(
+            f"chosen on the dev split: pi_{chosen}, but {why}: the served {out.name} stays, "
+            "nothing measured on the evaluation rows nor installed (--replace to install anyway)"
+        )
+        return 0
     print(
-        f"chosen on the dev split: pi_{chosen}; measuring pi_0..pi_{chosen} once on the "
-        "evaluation rows (the choice stays dev's)"
+        f"chosen on the dev split: pi_{chosen} ({why}); measuring pi_0..pi_{chosen} once on "
+        "the evaluation rows (the choice stays dev's)"
     )
     reuse_training(dev_dir, eval_dir, chosen)
-    write_json(eval_dir / CHOSEN_FILE, dev_choice(curve, chosen))  # for the model card
+    write_json(eval_dir / CHOSEN_FILE, choice)  # for the model card
     argv = _without_options(argv, ("--iterations",))
     return main([*argv, "--iterations", str(chosen), "--run-dir", str(eval_dir)])
 
@@ -528,6 +540,11 @@ def _add_rlhf_parsers(sub) -> None:
     r.add_argument("--out", help="pi_T (default assets/adapters/TASK@dpo on the embedded base)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--no-record", action="store_true", help="no measured_here.csv row")
+    r.add_argument(
+        "--replace",
+        action="store_true",
+        help="--eval-on choose: install even when the served variant scored higher on dev",
+    )
     r.add_argument("--background", action="store_true", help="detach; log in RUN_DIR/rlhf.log")
     r.set_defaults(func=cmd_rlhf)
 

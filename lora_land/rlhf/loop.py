@@ -399,6 +399,32 @@ def dev_choice(curve: list[dict], chosen: int) -> dict:
     }
 
 
+def against_served(served: dict | None, choice: dict) -> tuple[bool, str]:
+    """Whether a run's dev-chosen policy (`choice`, from `dev_choice`) replaces the variant
+    served now (`served`: its rlhf_summary.json, or None), and why, in words. The rule between
+    two runs of a task is the rule within one: the higher dev score wins, the served variant
+    keeping ties. The two are only compared on the same footing: both chosen on dev, with the
+    same dev rows and the same pi_0 (pi_0's dev score the same to 1e-9); otherwise the new run
+    replaces it and the reason says why no comparison was made."""
+    ours = choice["curve"][choice["chosen"]]["score"]
+    if served is None:
+        return True, "no variant is served yet"
+    theirs = served.get("chosen_on_dev")
+    if not theirs:
+        return True, "the served variant was not chosen on the dev split (no dev score to compare)"
+    same_rows = theirs.get("n") == choice.get("n") and (
+        abs(theirs["curve"][0]["score"] - choice["curve"][0]["score"]) < 1e-9
+    )
+    if not same_rows:
+        return True, "the served variant's dev figures come from other dev rows or another pi_0"
+    best = theirs["curve"][theirs["chosen"]]["score"]
+    words = (
+        f"the served variant (pi_{theirs['chosen']} of its run) scored {best:.4f} on the same "
+        f"{choice['n']} dev rows, this run's pi_{choice['chosen']} {ours:.4f}"
+    )
+    return ours > best, words
+
+
 def reuse_training(source: Path, target: Path, iterations: int) -> None:
     """Copy iterations 1..`iterations`' training files (samples, pairs, DPO record and
     adapter; not their measurements) from a run that measured on the dev split into

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -143,6 +144,60 @@ def test_choosing_on_dev_measures_the_chosen_iteration_once_and_installs_it(
     assert choice["curve"][1]["score"] == dev_scores[1]["eval"]["score"]["mean"]
     card = (out / "README.md").read_text()
     assert "## How one iteration was chosen" in card and "pi_1 was best there" in card
+
+
+def test_choosing_on_dev_keeps_the_served_variant_when_it_scored_higher_on_dev(
+    tiny_base: Path, tiny_pi0: Path, tmp_path: Path, capsys, monkeypatch
+):
+    import lora_land.rlhf.loop as loop
+
+    monkeypatch.setattr(loop, "best_on_dev", lambda curve: 1)  # as if pi_1 won on dev
+    out = tmp_path / "glue_sst2@dpo"
+    argv = [
+        *_one_iteration(tiny_base, tiny_pi0, tmp_path, "--eval-on", "choose", "--eval-limit", "2"),
+        "--no-record",
+    ]
+    assert main(argv) == 0 and f"installed {out}" in capsys.readouterr().out
+    summary_path = out / "rlhf_summary.json"
+    summary = json.loads(summary_path.read_text())
+    ours = summary["chosen_on_dev"]["curve"][1]["score"]
+
+    # a served variant that scored higher on the same dev rows (same pi_0 figure) stays
+    summary["chosen_on_dev"]["curve"][1]["score"] = ours + 0.25
+    summary_path.write_text(json.dumps(summary))
+    shutil.rmtree(tmp_path / "run" / "eval")
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"{ours + 0.25:.4f} on the same 2 dev rows, this run's pi_1 {ours:.4f}" in printed
+    assert "the served glue_sst2@dpo stays" in printed and f"installed {out}" not in printed
+    assert json.loads(summary_path.read_text()) == summary  # untouched
+    assert not (tmp_path / "run" / "eval").exists()  # the evaluation rows were not measured
+
+    # --replace installs regardless
+    assert main([*argv, "--replace"]) == 0
+    assert f"installed {out}" in capsys.readouterr().out
+    assert json.loads(summary_path.read_text())["chosen_on_dev"]["curve"][1]["score"] == ours
+
+
+def test_a_new_run_replaces_the_served_variant_only_on_the_same_footing():
+    from lora_land.rlhf.loop import against_served
+
+    def choice(pi0: float, best: float, n: int = 100) -> dict:
+        curve = [{"iteration": 0, "score": pi0}, {"iteration": 1, "score": best}]
+        return {"chosen": 1, "n": n, "curve": curve}
+
+    assert against_served(None, choice(0.5, 0.6)) == (True, "no variant is served yet")
+    replaces, why = against_served({"curve": []}, choice(0.5, 0.6))
+    assert replaces and "not chosen on the dev split" in why
+    served = {"chosen_on_dev": choice(0.5, 0.55)}
+    assert against_served(served, choice(0.5, 0.56))[0] is True
+    assert against_served(served, choice(0.5, 0.55))[0] is False  # a tie keeps the served one
+    replaces, why = against_served(served, choice(0.5, 0.54))
+    assert not replaces and "scored 0.5500 on the same 100 dev rows, this run's pi_1 0.5400" in why
+    # other dev rows or another pi_0: no comparison, the new run replaces it and says why
+    for other in (choice(0.49, 0.50), choice(0.5, 0.50, n=50)):
+        replaces, why = against_served(served, other)
+        assert replaces and "other dev rows or another pi_0" in why
 
 
 def test_the_best_dev_iteration_is_the_earliest_of_the_highest():
