@@ -37,7 +37,7 @@ from lora_land.ui.contest import (
     max_new_slider,
     score_outputs,
 )
-from lora_land.ui.playground import rate_limited
+from lora_land.ui.playground import rate_limited, refusal
 
 if TYPE_CHECKING:
     from lora_land.services import Services
@@ -302,11 +302,11 @@ def compare_on_rows_api(
     difference to the first with a verdict, and every row's answers and scores."""
     message = rate_limited(limiter, request)
     if message:
-        raise gr.Error(message)
+        raise refusal(message)
     try:
         report = rows_report(services, cache, task, list(contestants or []), max_new_tokens, n)
     except UserError as e:
-        raise gr.Error(str(e)) from None
+        raise refusal(str(e)) from None
     labels = {c.id: c.label for c in cs.pool(services, task)}
     return {
         "task": report.task,

@@ -8,6 +8,7 @@ example, the Stop event of the current run) lives in `gr.State`, never in module
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -25,12 +26,15 @@ if TYPE_CHECKING:
     from lora_land.server.guard import RateLimiter
     from lora_land.services import Services
 
+log = logging.getLogger(__name__)
 PANE_TITLES = {
     "finetuned": "Fine-tuned (base + adapter)",
     "base": "Base model (no adapter)",
     "reference": "GPT-4 reference",
 }
 DEFAULT_NEW_TOKENS = 256
+
+log = logging.getLogger(__name__)
 
 
 def _field_updates(task, values: list[str] | None = None) -> list[dict]:
@@ -156,6 +160,14 @@ def rate_limited(limiter: RateLimiter | None, request: gr.Request | None) -> str
     )
 
 
+def refusal(message: str) -> gr.Error:
+    """The error an API handler raises for a request it refuses (bad input, rate limit): shown
+    to the caller as `message`, logged as one line, with no traceback (a refusal is not a
+    server fault)."""
+    log.info("refused: %s", message[:300])
+    return gr.Error(message, print_exception=False)
+
+
 def run_comparison(
     services: Services,
     limiter: RateLimiter | None,
@@ -170,15 +182,15 @@ def run_comparison(
     both answers (no GPT-4 call: the reference pane is the UI's)."""
     message = rate_limited(limiter, request)
     if message:
-        raise gr.Error(message)
+        raise refusal(message)
     if task not in services.catalog.tasks:
-        raise gr.Error(f"unknown task {task[:200]!r}; the Leaderboard lists the tasks")
+        raise refusal(f"unknown task {task[:200]!r}; the Leaderboard lists the tasks")
     try:
         plan = plan_run(
             services, view.served_base(services), task, list(fields), int(max_new_tokens)
         )
     except UserError as e:
-        raise gr.Error(str(e)) from None
+        raise refusal(str(e)) from None
     keys = list(plan.prepared)
     answers: dict[str, Any] = {"adapter_id": plan.adapter_id, "prompt": plan.prompt}
     for event in services.generation.stream_many(list(plan.prepared.values())):

@@ -95,3 +95,16 @@ def test_compare_on_rows_names_what_is_wrong_and_the_limit(client, kwargs, messa
     } | kwargs
     with pytest.raises(Exception, match=message):
         client.predict(**call, api_name="/compare_on_rows")
+
+
+def test_a_refused_call_is_one_log_line_not_a_traceback(client, capfd, caplog):
+    caplog.set_level("INFO", logger="lora_land.ui.playground")
+    call = {"task": "glue_sst2", "contestants": [ADAPTER, "smollm2-135m-instruct"]}
+    with pytest.raises(Exception, match="max_new_tokens is 1000"):
+        client.predict(**call, n=4, max_new_tokens=1000, api_name="/compare_on_rows")
+    with pytest.raises(Exception, match="unknown task"):
+        client.predict(task="nope", fields=["x"], max_new_tokens=8, api_name="/run_comparison")
+    refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused: ")]
+    assert len(refused) == 2 and "max_new_tokens is 1000" in refused[0]
+    assert "unknown task 'nope'" in refused[1]
+    assert "Traceback" not in capfd.readouterr().err  # Gradio printed none for a refusal
