@@ -162,9 +162,9 @@ def rate_limited(limiter: RateLimiter | None, request: gr.Request | None) -> str
 
 def refusal(message: str) -> gr.Error:
     """The error an API handler raises for a request it refuses (bad input, rate limit): shown
-    to the caller as `message`, logged as one line, with no traceback (a refusal is not a
-    server fault)."""
-    log.info("refused: %s", message[:300])
+    to the caller as `message`, logged as one line (repr: a newline in the caller's input
+    cannot forge another), with no traceback (a refusal is not a server fault)."""
+    log.info("refused: %r", message[:300])
     return gr.Error(message, print_exception=False)
 
 

@@ -108,3 +108,13 @@ def test_a_refused_call_is_one_log_line_not_a_traceback(client, capfd, caplog):
     assert len(refused) == 2 and "max_new_tokens is 1000" in refused[0]
     assert "unknown task 'nope'" in refused[1]
     assert "Traceback" not in capfd.readouterr().err  # Gradio printed none for a refusal
+    with pytest.raises(Exception, match="not a contestant"):
+        client.predict(
+            task="glue_sst2",
+            contestants=[ADAPTER, "x\nrefused: forged"],
+            n=4,
+            max_new_tokens=8,
+            api_name="/compare_on_rows",
+        )
+    logged = [r.getMessage() for r in caplog.records if "forged" in r.getMessage()]
+    assert len(logged) == 1 and "\n" not in logged[0] and "x\\nrefused: forged" in logged[0]
