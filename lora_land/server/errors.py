@@ -129,7 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(request, ApiError(str(exc.detail), exc.status_code))
 
     async def on_bug(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)
+        log.exception("unhandled error on %r", request.url.path)
         return error_response(
             request, GenerationFailedError(f"internal error ({type(exc).__name__}); see the log")
         )
