@@ -34,8 +34,6 @@ PANE_TITLES = {
 }
 DEFAULT_NEW_TOKENS = 256
 
-log = logging.getLogger(__name__)
-
 
 def _field_updates(task, values: list[str] | None = None) -> list[dict]:
     values = values or [""] * len(task.fields)
